@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine: `make test` and `make dev` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test dev lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## test: create .venv, install with dev extras, run the whole suite (real PostgreSQL, SQLite, S3, FL servers)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## dev: create .venv, install, migrate the embedded SQLite database, start the Dagster UI
+dev: $(STAMP)
+	$(BIN)/flip-pipelines dev $(DEV_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check flip_pipelines flip_pipelines_tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_claim.py
+
+clean:
+	rm -rf $(VENV) .flip .pytest_cache

@@ -1,0 +1,1 @@
+"""The training-queue database: FLIP's tables, engines, migrations and state transitions."""
