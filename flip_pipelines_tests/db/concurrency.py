@@ -1,0 +1,131 @@
+"""Concurrent claimers in separate processes, and a checker for what they recorded.
+
+Kept importable (not a test module) so spawned worker processes can load it, and so the claim benchmark can
+reuse the bulk queue builder.
+"""
+
+import multiprocessing
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from flip_pipelines.db import queue
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.db.models import FLJob, FLJobTrust, FLScheduler, Model, utcnow
+from flip_pipelines.domain.enums import FLBackend, JobStatus
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One claim as a worker saw it: a window inside the real time the net held the job."""
+
+    fl_job_id: str
+    net_id: str
+    claimed_ns: int
+    released_ns: int
+    worker: int
+    slot_job_seen: str | None  # the job the net's slot named while we held it: must be ours
+
+
+def seed_queue(url: str, *, jobs: int, nets: int, trusts: int = 2) -> list[uuid.UUID]:
+    """A project, trusts, ``nets`` nets and ``jobs`` queued jobs (bulk-inserted, strictly increasing ``created``)."""
+    engine = make_engine(url)
+    try:
+        with new_session(engine) as session:
+            queue.add_project(session, "bench", "SELECT 1")
+            trust_ids = [queue.add_trust(session, f"Trust_{i}", f"site-{i}").id for i in range(1, trusts + 1)]
+            for i in range(1, nets + 1):
+                queue.add_net(session, f"net-{i:03d}", f"http://127.0.0.1:{20000 + i}", FLBackend.NVFLARE)
+            model = queue.add_model(session, "bench-model", "bench")
+            base = utcnow()
+            job_rows = [FLJob(model_id=model.id, created=base + timedelta(microseconds=i)) for i in range(jobs)]
+            session.add_all(job_rows)
+            session.flush()
+            session.add_all([FLJobTrust(fl_job_id=j.id, trust_id=t) for j in job_rows for t in trust_ids])
+            session.commit()
+            return [j.id for j in job_rows]
+    finally:
+        engine.dispose()
+
+
+def _claim_and_complete(args: tuple[str, int, bool, float]) -> list[Hold]:
+    url, worker, lock_rows, deadline_s = args
+    engine = make_engine(url)
+    holds: list[Hold] = []
+    deadline = time.monotonic() + deadline_s
+    try:
+        with new_session(engine) as session:
+            while time.monotonic() < deadline:
+                claim = queue._claim_available_net(session, lock_rows=lock_rows)
+                if claim is None:
+                    remaining = session.exec(
+                        select(sa.func.count()).select_from(FLJob).where(FLJob.status == JobStatus.QUEUED)
+                    ).one()
+                    if remaining == 0:
+                        break
+                    time.sleep(0.001)  # every net is busy with another worker: back off, then retry
+                    continue
+                claimed = time.monotonic_ns()
+                slot_job = session.exec(
+                    select(FLScheduler.job_id).where(FLScheduler.id == claim.scheduler_id)
+                ).one()
+                session.commit()
+                released = time.monotonic_ns()
+                try:
+                    queue.complete_job(session, claim.fl_job_id)
+                except Exception:  # a broken claim can hand one job out twice; record it all the same
+                    session.rollback()
+                holds.append(
+                    Hold(str(claim.fl_job_id), str(claim.net_id), claimed, released, worker, str(slot_job))
+                )
+    finally:
+        engine.dispose()
+    return holds
+
+
+def run_claimers(url: str, *, processes: int, lock_rows: bool = True, deadline_s: float = 300.0) -> list[Hold]:
+    """``processes`` workers claim-and-complete until the queue is empty; returns every hold they recorded."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        results = pool.map(_claim_and_complete, [(url, w, lock_rows, deadline_s) for w in range(processes)])
+    return [hold for worker_holds in results for hold in worker_holds]
+
+
+def violations(holds: list[Hold], expected_job_ids: set[str]) -> list[str]:
+    """Every way the recorded history breaks 'each job claimed exactly once, one job per net at a time'."""
+    problems: list[str] = []
+    claims_per_job: dict[str, int] = {}
+    for hold in holds:
+        claims_per_job[hold.fl_job_id] = claims_per_job.get(hold.fl_job_id, 0) + 1
+    problems += [f"job {j} claimed {n} times" for j, n in claims_per_job.items() if n > 1]
+    problems += [f"job {j} never claimed" for j in sorted(expected_job_ids - claims_per_job.keys())]
+    problems += [
+        f"net {h.net_id} named job {h.slot_job_seen} while {h.fl_job_id} held it"
+        for h in holds
+        if h.slot_job_seen != h.fl_job_id
+    ]
+    by_net: dict[str, list[Hold]] = {}
+    for hold in holds:
+        by_net.setdefault(hold.net_id, []).append(hold)
+    for net, net_holds in by_net.items():
+        net_holds.sort(key=lambda h: h.claimed_ns)
+        for before, after in zip(net_holds, net_holds[1:], strict=False):
+            if after.claimed_ns < before.released_ns:
+                problems.append(f"net {net} held jobs {before.fl_job_id} and {after.fl_job_id} at once")
+    return problems
+
+
+def final_statuses(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    try:
+        with new_session(engine) as session:
+            rows = session.exec(select(FLJob.status, sa.func.count()).group_by(FLJob.status)).all()
+            model_count = session.exec(select(sa.func.count()).select_from(Model)).one()
+            assert model_count == 1
+        return {status.value: count for status, count in rows}
+    finally:
+        engine.dispose()
