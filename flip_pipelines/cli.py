@@ -1,0 +1,344 @@
+"""``flip-pipelines``: set up and inspect the training queue, and run the local stack.
+
+Every command has ``--help``; commands a script reads take ``--json``. Bad input exits non-zero with a one-line
+reason on stderr and writes nothing.
+"""
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from flip_pipelines import settings
+from flip_pipelines.db import queue
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.db.migrate import current_revision, upgrade_database
+from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.domain.errors import FlipError
+
+EXIT_BAD_INPUT = 1
+
+
+def _redacted(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain fixed-width text table."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class Context:
+    """The database URL chosen for this invocation, and a session opened on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._session: Session | None = None
+
+    def session(self, *, require_migrated: bool = True) -> Session:
+        if self._session is None:
+            if require_migrated and current_revision(self.url) is None:
+                raise FlipError(
+                    f"the database at {_redacted(self.url)} has no tables yet: run 'flip-pipelines db upgrade'"
+                )
+            self._session = new_session(make_engine(self.url))
+        return self._session
+
+
+pass_context = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar=settings.DATABASE_URL_ENV,
+    default=None,
+    metavar="URL",
+    help="Queue database (SQLAlchemy URL). Env: FLIP_DATABASE_URL. Default: SQLite in $FLIP_DATA_DIR (./.flip).",
+)
+@click.version_option(package_name="flip_pipelines")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Federated-learning training orchestration on Dagster: queue, nets, trusts, models and the local stack."""
+    ctx.obj = Context(database_url or settings.database_url())
+
+
+# --- db -----------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Create and migrate the queue database."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to migrate to.")
+@pass_context
+def db_upgrade(obj: Context, revision: str) -> None:
+    """Create or upgrade every queue table (FLIP's schema) in the configured database."""
+    upgrade_database(obj.url, revision)
+    click.echo(f"database {_redacted(obj.url)} at revision {current_revision(obj.url)}")
+
+
+# --- nets ---------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def nets() -> None:
+    """FL servers ("nets"), each with one training slot."""
+
+
+@nets.command("add")
+@click.argument("name")
+@click.option("--endpoint", required=True, metavar="URL", help="Base URL of the net's FL API.")
+@click.option("--backend", required=True, metavar="nvflare|flower", help="The FL framework the net runs.")
+@json_option
+@pass_context
+def nets_add(obj: Context, name: str, endpoint: str, backend: str, as_json: bool) -> None:
+    """Register net NAME, reached at --endpoint, running --backend."""
+    try:
+        fl_backend = FLBackend.parse(backend)
+    except ValueError as exc:
+        raise FlipError(str(exc)) from exc
+    if not endpoint.startswith(("http://", "https://")):
+        raise FlipError(f"endpoint {endpoint!r} is not an http(s) URL")
+    net = queue.add_net(obj.session(), name, endpoint, fl_backend)
+    if as_json:
+        _print_json({"id": net.id, "name": net.name, "endpoint": net.endpoint, "fl_backend": net.fl_backend.value})
+    else:
+        click.echo(f"net {net.name} ({net.fl_backend.value}) at {net.endpoint}: {net.id}")
+
+
+@nets.command("list")
+@json_option
+@pass_context
+def nets_list(obj: Context, as_json: bool) -> None:
+    """Every net with its backend, slot status and current job."""
+    states = queue.list_nets(obj.session())
+    if as_json:
+        _print_json(
+            [
+                {
+                    "name": s.name,
+                    "endpoint": s.endpoint,
+                    "fl_backend": s.fl_backend.value,
+                    "status": s.status.value,
+                    "fl_job_id": s.fl_job_id,
+                    "model_id": s.model_id,
+                }
+                for s in states
+            ]
+        )
+        return
+    rows = [(s.name, s.fl_backend.value, s.status.value, s.endpoint, s.fl_job_id, s.model_id) for s in states]
+    click.echo(format_table(["net", "backend", "status", "endpoint", "fl_job", "model"], rows))
+
+
+# --- trusts, projects, models -------------------------------------------------------------------------------
+
+
+@cli.group()
+def trusts() -> None:
+    """Trusts (hospital sites) and the FL client slot each connects as."""
+
+
+@trusts.command("add")
+@click.argument("name")
+@click.option("--slot", "slot_name", default=None, help="FL kit slot (client name on the FL server). Default: NAME.")
+@json_option
+@pass_context
+def trusts_add(obj: Context, name: str, slot_name: str | None, as_json: bool) -> None:
+    """Register trust NAME and assign it an FL kit slot."""
+    trust = queue.add_trust(obj.session(), name, slot_name)
+    slot = slot_name or name
+    if as_json:
+        _print_json({"id": trust.id, "name": trust.name, "slot_name": slot})
+    else:
+        click.echo(f"trust {trust.name} (slot {slot}): {trust.id}")
+
+
+@cli.group()
+def projects() -> None:
+    """Projects and their cohort queries."""
+
+
+@projects.command("add")
+@click.argument("name")
+@click.option("--query", "cohort_query", required=True, metavar="SQL", help="The project's cohort query.")
+@json_option
+@pass_context
+def projects_add(obj: Context, name: str, cohort_query: str, as_json: bool) -> None:
+    """Create project NAME with its cohort query."""
+    project = queue.add_project(obj.session(), name, cohort_query)
+    if as_json:
+        _print_json({"id": project.id, "name": project.name})
+    else:
+        click.echo(f"project {project.name}: {project.id}")
+
+
+@cli.group()
+def models() -> None:
+    """Models: what gets trained."""
+
+
+@models.command("add")
+@click.argument("name")
+@click.option("--project", "project_name", required=True, help="Name of the project the model belongs to.")
+@json_option
+@pass_context
+def models_add(obj: Context, name: str, project_name: str, as_json: bool) -> None:
+    """Create model NAME in a project; prints the model id."""
+    model = queue.add_model(obj.session(), name, project_name)
+    if as_json:
+        _print_json({"id": model.id, "name": model.name, "status": model.status.value})
+    else:
+        click.echo(model.id)
+
+
+# --- the queue ----------------------------------------------------------------------------------------------
+
+
+def _parse_uuid(text: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        raise FlipError(f"{what} {text!r} is not a UUID") from exc
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option("--trust", "trust_names", multiple=True, required=True, help="A trust to train on (repeatable).")
+@json_option
+@pass_context
+def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: bool) -> None:
+    """Queue a training job of MODEL_ID on the given trusts; prints the fl_job id."""
+    session = obj.session()
+    model_uuid = _parse_uuid(model_id, "model id")
+    trust_ids = queue.get_trust_ids_by_names(session, list(trust_names))
+    job = queue.add_fl_job(session, model_uuid, trust_ids)
+    queue.log_queue_positions(session)
+    if as_json:
+        position = next((p.position for p in queue.queue_positions(session) if p.fl_job_id == job.id), None)
+        _print_json({"fl_job_id": job.id, "model_id": job.model_id, "position": position})
+    else:
+        click.echo(job.id)
+
+
+@cli.command("queue")
+@json_option
+@pass_context
+def show_queue(obj: Context, as_json: bool) -> None:
+    """Queued jobs with their positions, and every net with its status and current job."""
+    session = obj.session()
+    positions = queue.queue_positions(session)
+    states = queue.list_nets(session)
+    if as_json:
+        _print_json(
+            {
+                "queued": [
+                    {"position": p.position, "fl_job_id": p.fl_job_id, "model_id": p.model_id, "created": p.created}
+                    for p in positions
+                ],
+                "nets": [
+                    {"name": s.name, "fl_backend": s.fl_backend.value, "status": s.status.value,
+                     "fl_job_id": s.fl_job_id, "model_id": s.model_id}
+                    for s in states
+                ],
+            }
+        )
+        return
+    click.echo(f"Queued jobs ({len(positions)})")
+    click.echo(
+        format_table(
+            ["position", "fl_job", "model", "queued at (UTC)"],
+            [(p.position, p.fl_job_id, p.model_id, f"{p.created:%Y-%m-%d %H:%M:%S}") for p in positions],
+        )
+    )
+    click.echo(f"\nNets ({len(states)})")
+    click.echo(
+        format_table(
+            ["net", "backend", "status", "fl_job", "model"],
+            [(s.name, s.fl_backend.value, s.status.value, s.fl_job_id, s.model_id) for s in states],
+        )
+    )
+
+
+# --- local stack ----------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the Dagster UI listens on.")
+@click.option("--port", type=int, default=None, envvar="FLIP_DAGSTER_PORT",
+              help="Dagster UI port. Env: FLIP_DAGSTER_PORT. Default: 3000, or a free port if 3000 is taken.")
+@click.option("--instance-config", type=click.Path(dir_okay=False, path_type=Path), default=Path("dagster.yaml"),
+              show_default=True, help="Dagster instance config copied into $DAGSTER_HOME.")
+@click.option("--workspace", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Dagster workspace file. Default: ./workspace.yaml, else this package's definitions module.")
+@pass_context
+def dev(obj: Context, host: str, port: int | None, instance_config: Path, workspace: Path | None) -> None:
+    """Migrate the queue database and start the Dagster UI, daemon and code location (embedded SQLite)."""
+    from flip_pipelines.local.processes import free_port, port_is_open
+
+    upgrade_database(obj.url)
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir() / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if instance_config.exists():
+        shutil.copy(instance_config, home / "dagster.yaml")
+    if port is None:
+        port = 3000 if not port_is_open(3000, host) else free_port(host)
+    args = ["dagster", "dev", "-h", host, "-p", str(port)]
+    workspace = workspace or (Path("workspace.yaml") if Path("workspace.yaml").exists() else None)
+    args += ["-w", str(workspace)] if workspace else ["-m", "flip_pipelines.definitions"]
+    env = {**os.environ, "DAGSTER_HOME": str(home), settings.DATABASE_URL_ENV: obj.url}
+    click.echo(f"queue database: {_redacted(obj.url)}")
+    click.echo(f"DAGSTER_HOME:   {home}")
+    click.echo(f"Dagster UI:     http://{host}:{port}", err=False)
+    sys.stdout.flush()
+    dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
+    os.execve(dagster, [dagster, *args[1:]], env)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: every expected failure becomes one line on stderr and a non-zero exit."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="flip-pipelines", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        return exc.exit_code
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except FlipError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dagster resources: I/O at the edges (queue database, S3, FL-API client)."""

@@ -1,0 +1,172 @@
+"""The ``flip-pipelines`` command as users run it: a real subprocess against real databases."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import click
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from flip_pipelines.cli import cli, main
+from flip_pipelines.db.engine import make_engine
+
+EXE = str(Path(sys.executable).parent / "flip-pipelines")
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def ok(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    result = run(args, env, cwd)
+    assert result.returncode == 0, f"{args}: {result.stderr}"
+    return result.stdout.strip()
+
+
+def table_counts(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = ["fl_nets", "fl_scheduler", "trust", "fl_kit_slot", "projects", "model", "fl_job", "fl_job_trust"]
+            return {t: connection.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["default-sqlite", "postgres"])
+def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """Environment for the CLI and the database URL it will use (the embedded default, or FLIP_DATABASE_URL)."""
+    env = {k: v for k, v in os.environ.items() if k != "FLIP_DATABASE_URL"}
+    env["FLIP_DATA_DIR"] = str(tmp_path / "data")
+    if request.param == "postgres":
+        server_url = request.getfixturevalue("postgres_server_url")
+        from flip_pipelines.local.postgres import create_database
+
+        url = create_database(server_url, f"cli_{uuid.uuid4().hex[:10]}")
+        env["FLIP_DATABASE_URL"] = url
+        return env, url
+    return env, f"sqlite:///{tmp_path / 'data' / 'flip.db'}"
+
+
+def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_path: Path) -> None:
+    env, url = cli_env
+    assert "revision 0001" in ok(["db", "upgrade"], env, tmp_path)
+    ok(["nets", "add", "net-a", "--endpoint", "http://127.0.0.1:18101", "--backend", "nvflare"], env, tmp_path)
+    ok(["nets", "add", "net-b", "--endpoint", "http://127.0.0.1:18102", "--backend", "FLOWER"], env, tmp_path)
+    ok(["trusts", "add", "Trust_1", "--slot", "site-1"], env, tmp_path)
+    ok(["trusts", "add", "Trust_2", "--slot", "site-2"], env, tmp_path)
+    ok(["projects", "add", "proj", "--query", "SELECT * FROM cohort"], env, tmp_path)
+    model_id = uuid.UUID(ok(["models", "add", "m1", "--project", "proj"], env, tmp_path))
+    job_id = uuid.UUID(ok(["enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2"], env, tmp_path))
+
+    state = json.loads(ok(["queue", "--json"], env, tmp_path))
+    assert state["queued"] == [
+        {"position": 1, "fl_job_id": str(job_id), "model_id": str(model_id), "created": state["queued"][0]["created"]}
+    ]
+    assert [(n["name"], n["fl_backend"], n["status"]) for n in state["nets"]] == [
+        ("net-a", "nvflare", "AVAILABLE"),
+        ("net-b", "flower", "AVAILABLE"),
+    ]
+    table = ok(["queue"], env, tmp_path)
+    assert str(job_id) in table and "net-b" in table and "AVAILABLE" in table
+    nets = json.loads(ok(["nets", "list", "--json"], env, tmp_path))
+    assert {n["name"] for n in nets} == {"net-a", "net-b"}
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            model_key = model_id.hex if url.startswith("sqlite") else model_id
+            row = connection.execute(sa.text("SELECT status FROM fl_job WHERE model_id = :m"), {"m": model_key}).one()
+            trusts = connection.execute(sa.text("SELECT count(*) FROM fl_job_trust")).scalar_one()
+    finally:
+        engine.dispose()
+    assert row.status == "QUEUED" and trusts == 2
+
+
+def test_cli_bad_input_exits_with_one_line_and_writes_nothing(
+    cli_env: tuple[dict[str, str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env, url = cli_env
+    for key in ("FLIP_DATABASE_URL", "FLIP_DATA_DIR"):
+        monkeypatch.delenv(key, raising=False)
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(args: list[str]) -> tuple[int, str, str]:
+        code = main(args)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    for args in (
+        ["db", "upgrade"],
+        ["nets", "add", "net-a", "--endpoint", "http://127.0.0.1:18101", "--backend", "nvflare"],
+        ["trusts", "add", "Trust_1"],
+        ["projects", "add", "proj", "--query", "SELECT 1"],
+    ):
+        assert invoke(args)[0] == 0, args
+    code, model_id, _ = invoke(["models", "add", "m1", "--project", "proj"])
+    model_id = model_id.strip()
+    before = table_counts(url)
+    cases = [
+        (["enqueue", str(uuid.uuid4()), "--trust", "Trust_1"], "not found"),
+        (["enqueue", model_id, "--trust", "Trust_1", "--trust", "Nobody"], "unknown trust(s): Nobody"),
+        (["enqueue", "not-a-uuid", "--trust", "Trust_1"], "not a UUID"),
+        (["enqueue", model_id], "Missing option '--trust'"),
+        (["nets", "add", "net-a", "--endpoint", "http://127.0.0.1:1", "--backend", "nvflare"], "already exists"),
+        (["nets", "add", "net-z", "--endpoint", "http://127.0.0.1:18101", "--backend", "flower"], "endpoint"),
+        (["nets", "add", "net-z", "--endpoint", "http://127.0.0.1:2", "--backend", "tensorflow"], "unknown FL backend"),
+        (["nets", "add", "net-z", "--endpoint", "ftp://host", "--backend", "flower"], "not an http(s) URL"),
+        (["trusts", "add", "Trust_1"], "already exists"),
+        (["models", "add", "m2", "--project", "nope"], "project 'nope' not found"),
+        (["projects", "add", "proj", "--query", "SELECT 2"], "already exists"),
+    ]
+    for args, reason in cases:
+        code, _, err = invoke(args)
+        lines = err.strip().splitlines()
+        assert code != 0 and len(lines) == 1, (args, err)
+        assert lines[0].startswith("error: ") and reason in lines[0], (args, err)
+    assert table_counts(url) == before
+    # the same through the installed command, once: a real exit status and stderr
+    result = run(["enqueue", model_id, "--trust", "Nobody"], env, tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == "error: unknown trust(s): Nobody"
+    assert table_counts(url) == before
+
+
+def test_cli_refuses_unmigrated_database(tmp_path: Path) -> None:
+    env = {**os.environ, "FLIP_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = run(["queue"], env, tmp_path)
+    assert result.returncode == 1
+    assert "run 'flip-pipelines db upgrade'" in result.stderr
+
+
+def _all_command_paths(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    paths = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            paths += _all_command_paths(command, [*prefix, name])
+        else:
+            paths.append([*prefix, name])
+    return paths
+
+
+def test_every_command_has_help() -> None:
+    runner = CliRunner()
+    paths = _all_command_paths(cli, [])
+    assert ["nets", "add"] in paths and ["enqueue"] in paths and ["dev"] in paths
+    for path in paths:
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, path
+        assert len(result.output.splitlines()) > 3, path
+
+
+def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert main(["nets", "add"]) == 2
+    assert "see 'flip-pipelines nets add --help'" in capsys.readouterr().err
