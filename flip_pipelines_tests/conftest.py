@@ -18,6 +18,7 @@ from sqlmodel import Session
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.migrate import upgrade_database
 from flip_pipelines.local.postgres import LocalPostgres, create_database
+from flip_pipelines.local.s3 import LocalS3
 
 TEMPLATE_DB = "flip_template"
 
@@ -81,3 +82,23 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
 def session(engine: sa.Engine) -> Iterator[Session]:
     with new_session(engine) as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3]:
+    """One real S3 server (SeaweedFS) for the whole session, on free ports, stopped by PID."""
+
+    server = LocalS3()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: LocalS3) -> str:
+    """A new, empty bucket on the session's S3 server."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
