@@ -21,3 +21,43 @@ def database_url() -> str:
     if url:
         return url
     return f"sqlite:///{data_dir() / 'flip.db'}"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def s3_endpoint_url() -> str | None:
+    """``FLIP_S3_ENDPOINT_URL`` (SeaweedFS, MinIO, ...); unset means AWS."""
+    return os.environ.get("FLIP_S3_ENDPOINT_URL", "").strip() or None
+
+
+def s3_region() -> str:
+    return _env("FLIP_S3_REGION", "us-east-1")
+
+
+def model_bucket() -> str:
+    """Where model owners' files live, as ``<model_id>/...`` (FLIP's scanned model files bucket)."""
+    return _env("FLIP_MODEL_BUCKET", "flip-model-files")
+
+
+def bundle_bucket() -> str:
+    """Where bundles are assembled, as ``<model_id>/...`` (FLIP's FL app destination bucket)."""
+    return _env("FLIP_BUNDLE_BUCKET", "flip-fl-apps")
+
+
+def results_bucket() -> str:
+    return _env("FLIP_RESULTS_BUCKET", "flip-results")
+
+
+def base_app_source() -> str:
+    """``package`` (the templates shipped in flip_pipelines) or ``s3://bucket/prefix``."""
+    return _env("FLIP_BASE_APP_SOURCE", "package")
+
+
+def presign_ttl_seconds() -> int:
+    return int(_env("FLIP_PRESIGN_TTL_SECONDS", "1800"))
+
+
+def max_model_file_bytes() -> int:
+    return int(_env("FLIP_MAX_MODEL_FILE_BYTES", str(5 * 1024**3)))

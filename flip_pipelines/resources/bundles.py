@@ -1,0 +1,210 @@
+"""Bundling on S3: assemble ``<bundle-bucket>/<model_id>/`` from a base application and the model's files.
+
+Planning (``domain.bundle``) validates everything first, so a bad upload never touches the destination. Then the
+destination prefix is emptied, every planned object is copied server-side with bounded parallelism (no bytes
+pass through this process, except packaged template files, which are uploaded), and the result is verified
+against the plan.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flip_pipelines.domain.bundle import (
+    BundlePlan,
+    CopyStep,
+    JobType,
+    job_type_from_config,
+    plan_bundle,
+)
+from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.domain.errors import FlipError
+from flip_pipelines.domain.redact import redact_url
+from flip_pipelines.fl_api.base_apps import COMMON, template_sources
+
+logger = logging.getLogger(__name__)
+
+MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600  # SigV4's limit
+
+
+class TemplateNotFoundError(FlipError):
+    pass
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    plan: BundlePlan
+    bucket: str
+    prefix: str
+    keys: tuple[str, ...]
+    total_bytes: int
+    seconds: float
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` → (``bucket``, ``some/prefix``) without surrounding slashes."""
+    if not uri.startswith("s3://"):
+        raise FlipError(f"{uri!r} is not an s3:// URI")
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise FlipError(f"{uri!r} names no bucket")
+    return bucket, prefix.strip("/")
+
+
+def list_keys(client: Any, bucket: str, prefix: str) -> dict[str, int]:
+    """Every object under ``prefix`` (which should end with ``/``): key → size."""
+    found: dict[str, int] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            found[item["Key"]] = int(item["Size"])
+    return found
+
+
+def delete_prefix(client: Any, bucket: str, prefix: str) -> int:
+    keys = list(list_keys(client, bucket, prefix))
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if response.get("Errors"):
+            first = response["Errors"][0]
+            raise RuntimeError(f"could not empty s3://{bucket}/{prefix}: {first.get('Key')}: {first.get('Message')}")
+    return len(keys)
+
+
+class BundleStore:
+    """Bundles and presigns on one S3 client.
+
+    ``base_app_source`` is ``package`` (templates shipped in flip_pipelines) or ``s3://bucket/prefix`` holding
+    ``<backend>/<job_type>/...`` and ``<backend>/_common/...`` as ``flip-pipelines templates sync`` writes them.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        model_bucket: str,
+        bundle_bucket: str,
+        base_app_source: str = "package",
+        max_workers: int = 16,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.model_bucket = model_bucket
+        self.bundle_bucket = bundle_bucket
+        self.base_app_source = base_app_source
+        self.max_workers = max_workers
+        self.log = log or logger.info
+
+    # --- reading the inputs ---
+
+    def model_files(self, model_id: str) -> dict[str, int]:
+        """The model's uploaded files: path relative to ``<model_id>/`` → size."""
+        prefix = f"{model_id}/"
+        return {k[len(prefix):]: size for k, size in list_keys(self.client, self.model_bucket, prefix).items()}
+
+    def job_type(self, model_id: str, model_files: dict[str, int]) -> JobType:
+        if "config.json" not in model_files:
+            return JobType.STANDARD  # the required-files check then names config.json as missing
+        body = self.client.get_object(Bucket=self.model_bucket, Key=f"{model_id}/config.json")["Body"].read()
+        return job_type_from_config(body)
+
+    def template(self, backend: FLBackend, job_type: JobType) -> dict[str, str | Path]:
+        """Template files: relative path → packaged file, or S3 key in the base bucket."""
+        if self.base_app_source == "package":
+            sources: dict[str, str | Path] = dict(template_sources(backend.value, job_type.value))
+        else:
+            bucket, prefix = parse_s3_uri(self.base_app_source)
+            sources = {}
+            for folder in (COMMON, job_type.value):  # the job type's own files win over the shared ones
+                root = "/".join(p for p in (prefix, backend.value, folder) if p) + "/"
+                found = {k[len(root):]: k for k in list_keys(self.client, bucket, root)}
+                if folder == job_type.value and not found:
+                    sources = {}  # no such template: the shared files alone are not one
+                    break
+                sources.update(found)
+        if not sources:
+            raise TemplateNotFoundError(
+                f"no {backend.value} base application for job type {job_type.value} in {self.base_app_source}"
+            )
+        return sources
+
+    def plan(self, model_id: str, backend: FLBackend) -> BundlePlan:
+        """The complete copy plan, or the error that stops it (nothing is written either way)."""
+        files = self.model_files(model_id)
+        job_type = self.job_type(model_id, files)
+        return plan_bundle(backend, list(self.template(backend, job_type)), list(files), job_type)
+
+    # --- writing the bundle ---
+
+    def _copy(self, model_id: str, step: CopyStep, template: dict[str, str | Path]) -> None:
+        dest = f"{model_id}/{step.dest}"
+        if step.origin == "model":
+            source = {"Bucket": self.model_bucket, "Key": f"{model_id}/{step.source}"}
+            self.client.copy_object(Bucket=self.bundle_bucket, Key=dest, CopySource=source)
+            return
+        origin = template[step.source]
+        if isinstance(origin, Path):
+            self.client.put_object(Bucket=self.bundle_bucket, Key=dest, Body=origin.read_bytes())
+        else:
+            base_bucket, _ = parse_s3_uri(self.base_app_source)
+            source = {"Bucket": base_bucket, "Key": origin}
+            self.client.copy_object(Bucket=self.bundle_bucket, Key=dest, CopySource=source)
+
+    def bundle(self, model_id: str, backend: FLBackend) -> BundleResult:
+        """Plan, empty the destination, copy, verify.
+
+        Raises:
+            BundleError subclasses: the model's files cannot be bundled (destination untouched).
+            TemplateNotFoundError: no base application for the job type.
+            RuntimeError: the destination does not hold exactly the planned objects afterwards.
+        """
+        started = time.perf_counter()
+        plan = self.plan(model_id, backend)
+        template = self.template(backend, plan.job_type)
+        self.log(plan.summary())
+        if plan.dropped:
+            self.log(f"left out of the bundle: {', '.join(plan.dropped)}")
+        prefix = f"{model_id}/"
+        removed = delete_prefix(self.client, self.bundle_bucket, prefix)
+        if removed:
+            self.log(f"removed {removed} object(s) of the previous bundle at s3://{self.bundle_bucket}/{prefix}")
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            list(pool.map(lambda step: self._copy(model_id, step, template), plan.steps))
+        present = list_keys(self.client, self.bundle_bucket, prefix)
+        expected = {f"{prefix}{k}" for k in plan.dest_keys}
+        missing, extra = sorted(expected - present.keys()), sorted(present.keys() - expected)
+        if missing or extra:
+            raise RuntimeError(
+                f"Bundle verification failed for s3://{self.bundle_bucket}/{prefix}: "
+                f"missing {missing[:20]}, unexpected {extra[:20]}"
+            )
+        result = BundleResult(
+            plan=plan,
+            bucket=self.bundle_bucket,
+            prefix=prefix,
+            keys=tuple(sorted(expected)),
+            total_bytes=sum(present.values()),
+            seconds=time.perf_counter() - started,
+        )
+        self.log(f"bundled {len(result.keys)} objects ({result.total_bytes} bytes) in {result.seconds:.2f}s")
+        return result
+
+    # --- presigning ---
+
+    def presign(self, keys: tuple[str, ...] | list[str], ttl_seconds: int = 1800) -> list[str]:
+        """GET URLs for bundle objects, valid ``ttl_seconds``. The URLs are secrets: log ``redact_url`` only."""
+        if not 1 <= ttl_seconds <= MAX_PRESIGN_TTL_SECONDS:
+            raise FlipError(f"presign TTL must be 1..{MAX_PRESIGN_TTL_SECONDS} seconds, not {ttl_seconds}")
+        urls = [
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bundle_bucket, "Key": key}, ExpiresIn=ttl_seconds
+            )
+            for key in keys
+        ]
+        if urls:
+            self.log(f"presigned {len(urls)} URL(s) valid {ttl_seconds}s, e.g. {redact_url(urls[0])}")
+        return urls
