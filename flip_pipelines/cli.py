@@ -212,6 +212,81 @@ def models_add(obj: Context, name: str, project_name: str, as_json: bool) -> Non
         click.echo(model.id)
 
 
+def _s3_client():  # type: ignore[no-untyped-def]
+    from flip_pipelines.resources.s3 import s3_resource_from_env
+
+    return s3_resource_from_env().get_client()
+
+
+@models.command("upload")
+@click.argument("model_id")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--bucket", default=None, help="Model files bucket. Env: FLIP_MODEL_BUCKET (flip-model-files).")
+@click.option("--max-file-bytes", type=int, default=None,
+              help="Largest file accepted. Env: FLIP_MAX_MODEL_FILE_BYTES (5 GiB, as FLIP).")
+@json_option
+def models_upload(model_id: str, folder: Path, bucket: str | None, max_file_bytes: int | None, as_json: bool) -> None:
+    """Upload a model's files from FOLDER to <model-bucket>/<MODEL_ID>/, replacing what was there.
+
+    Symlinks and files over the size limit are refused (nothing is uploaded then).
+    """
+    from flip_pipelines.resources.bundles import upload_model_folder
+
+    model_uuid = _parse_uuid(model_id, "model id")
+    bucket = bucket or settings.model_bucket()
+    uploaded = upload_model_folder(
+        _s3_client(), bucket, str(model_uuid), folder,
+        max_file_bytes=max_file_bytes if max_file_bytes is not None else settings.max_model_file_bytes(),
+    )
+    if as_json:
+        _print_json({"bucket": bucket, "objects": uploaded})
+    else:
+        click.echo(f"uploaded {len(uploaded)} file(s), {sum(uploaded.values())} bytes, to s3://{bucket}/{model_uuid}/")
+
+
+@cli.group()
+def templates() -> None:
+    """Base applications (per backend and job type) that bundles are built from."""
+
+
+@templates.command("list")
+@json_option
+def templates_list(as_json: bool) -> None:
+    """The base applications shipped in this package, with their files."""
+    from flip_pipelines.domain.bundle import REQUIRED_FILES, SUPPORTED_JOB_TYPES
+    from flip_pipelines.fl_api.base_apps import template_files
+
+    rows = [
+        {"backend": b.value, "job_type": j.value, "files": template_files(b.value, j.value),
+         "required_model_files": list(REQUIRED_FILES[b][j])}
+        for b, types in SUPPORTED_JOB_TYPES.items() for j in sorted(types)
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['backend']}/{row['job_type']}: model must provide {', '.join(row['required_model_files'])}")
+        for name in row["files"]:
+            click.echo(f"    {name}")
+
+
+@templates.command("sync")
+@click.argument("destination", required=False)
+def templates_sync(destination: str | None) -> None:
+    """Upload the packaged base applications to DESTINATION (s3://bucket/prefix).
+
+    Default: FLIP_BASE_APP_SOURCE when it is an s3:// URI. Set FLIP_BASE_APP_SOURCE to the same URI to bundle
+    from there instead of from the package.
+    """
+    from flip_pipelines.resources.bundles import sync_templates
+
+    destination = destination or settings.base_app_source()
+    if not destination.startswith("s3://"):
+        raise FlipError("give a destination s3://bucket/prefix (FLIP_BASE_APP_SOURCE is not an s3:// URI)")
+    written = sync_templates(_s3_client(), destination)
+    click.echo(f"wrote {len(written)} template file(s) to {destination}")
+
+
 # --- the queue ----------------------------------------------------------------------------------------------
 
 

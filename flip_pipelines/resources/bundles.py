@@ -15,18 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from flip_pipelines.domain.bundle import (
+    SUPPORTED_JOB_TYPES,
     BundlePlan,
     CopyStep,
     JobType,
+    UnknownJobTypeError,
+    UnsafePathError,
+    check_relative_key,
     job_type_from_config,
     plan_bundle,
 )
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
-from flip_pipelines.domain.redact import redact_url
+from flip_pipelines.domain.redact import install_log_redaction, redact_url
 from flip_pipelines.fl_api.base_apps import COMMON, template_sources
 
 logger = logging.getLogger(__name__)
+install_log_redaction()
 
 MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600  # SigV4's limit
 
@@ -53,6 +58,17 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not bucket:
         raise FlipError(f"{uri!r} names no bucket")
     return bucket, prefix.strip("/")
+
+
+def check_model_id(model_id: str) -> str:
+    """A model id is one plain path segment: it names the S3 prefixes read and emptied.
+
+    Raises:
+        UnsafePathError: it contains a slash or is not a plain segment (``..``, empty, control characters).
+    """
+    if "/" in model_id:
+        raise UnsafePathError(f"model id {model_id!r} contains a slash")
+    return check_relative_key(model_id)
 
 
 def list_keys(client: Any, bucket: str, prefix: str) -> dict[str, int]:
@@ -103,7 +119,7 @@ class BundleStore:
 
     def model_files(self, model_id: str) -> dict[str, int]:
         """The model's uploaded files: path relative to ``<model_id>/`` → size."""
-        prefix = f"{model_id}/"
+        prefix = f"{check_model_id(model_id)}/"
         return {k[len(prefix):]: size for k, size in list_keys(self.client, self.model_bucket, prefix).items()}
 
     def job_type(self, model_id: str, model_files: dict[str, int]) -> JobType:
@@ -136,6 +152,8 @@ class BundleStore:
         """The complete copy plan, or the error that stops it (nothing is written either way)."""
         files = self.model_files(model_id)
         job_type = self.job_type(model_id, files)
+        if job_type not in SUPPORTED_JOB_TYPES[backend]:
+            raise UnknownJobTypeError(f"no {backend.value} base application for job type {job_type.value!r}")
         return plan_bundle(backend, list(self.template(backend, job_type)), list(files), job_type)
 
     # --- writing the bundle ---
@@ -163,6 +181,7 @@ class BundleStore:
             RuntimeError: the destination does not hold exactly the planned objects afterwards.
         """
         started = time.perf_counter()
+        check_model_id(model_id)
         plan = self.plan(model_id, backend)
         template = self.template(backend, plan.job_type)
         self.log(plan.summary())
@@ -208,3 +227,66 @@ class BundleStore:
         if urls:
             self.log(f"presigned {len(urls)} URL(s) valid {ttl_seconds}s, e.g. {redact_url(urls[0])}")
         return urls
+
+
+def scan_model_folder(folder: Path, *, max_file_bytes: int) -> dict[str, Path]:
+    """Files to upload from a local model folder: relative POSIX path → file.
+
+    Raises:
+        FlipError: the folder is missing or empty, holds a symlink, or a file over ``max_file_bytes``
+            (every offender is named; nothing is uploaded).
+    """
+    if not folder.is_dir():
+        raise FlipError(f"{folder} is not a folder")
+    files: dict[str, Path] = {}
+    links: list[str] = []
+    too_big: list[str] = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            links.append(rel)
+        elif path.is_file():
+            if path.stat().st_size > max_file_bytes:
+                too_big.append(f"{rel} ({path.stat().st_size} bytes)")
+            files[rel] = path
+    if links:
+        raise FlipError(f"refusing symlinks in the model folder: {', '.join(links)}")
+    if too_big:
+        raise FlipError(f"files over the {max_file_bytes}-byte limit: {', '.join(too_big)}")
+    if not files:
+        raise FlipError(f"{folder} holds no files")
+    return files
+
+
+def upload_model_folder(
+    client: Any, bucket: str, model_id: str, folder: Path, *, max_file_bytes: int, max_workers: int = 8
+) -> dict[str, int]:
+    """Replace ``<bucket>/<model_id>/`` with the folder's files; returns key → size uploaded."""
+    files = scan_model_folder(folder, max_file_bytes=max_file_bytes)
+    delete_prefix(client, bucket, f"{model_id}/")
+
+    def put(item: tuple[str, Path]) -> None:
+        client.upload_file(str(item[1]), bucket, f"{model_id}/{item[0]}")
+
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        list(pool.map(put, files.items()))
+    return {f"{model_id}/{rel}": path.stat().st_size for rel, path in files.items()}
+
+
+def sync_templates(client: Any, destination: str) -> list[str]:
+    """Upload every packaged template to ``s3://bucket/prefix/<backend>/<job_type or _common>/...``; each
+    destination folder is replaced, so the bucket holds exactly the packaged files. Returns the keys written."""
+    from flip_pipelines.fl_api.base_apps import BASE_APPS_DIR
+
+    bucket, prefix = parse_s3_uri(destination)
+    written: list[str] = []
+    for backend_dir in sorted(p for p in BASE_APPS_DIR.iterdir() if p.is_dir() and not p.name.startswith("__")):
+        for folder in sorted(p for p in backend_dir.iterdir() if p.is_dir()):
+            root = "/".join(p for p in (prefix, backend_dir.name, folder.name) if p) + "/"
+            delete_prefix(client, bucket, root)
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                    key = root + path.relative_to(folder).as_posix()
+                    client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+                    written.append(key)
+    return written

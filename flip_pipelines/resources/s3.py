@@ -8,7 +8,6 @@ MinIO and AWS all accept SigV4, so it is forced here.
 from typing import Any
 
 import boto3
-import dagster as dg
 from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 
@@ -43,13 +42,9 @@ class FlipS3Resource(S3Resource):
 
 
 def s3_resource_from_env() -> FlipS3Resource:
-    """Endpoint and region from ``FLIP_S3_ENDPOINT_URL``/``FLIP_S3_REGION``; keys via ``EnvVar`` (never shown)."""
-    import os
+    """Endpoint and region from ``FLIP_S3_ENDPOINT_URL``/``FLIP_S3_REGION``.
 
-    keys: dict[str, Any] = {}
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        keys = {
-            "aws_access_key_id": dg.EnvVar("AWS_ACCESS_KEY_ID"),
-            "aws_secret_access_key": dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
-        }
-    return FlipS3Resource(endpoint_url=settings.s3_endpoint_url(), region_name=settings.s3_region(), **keys)
+    No keys are set on the resource: boto3's default chain reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+    (or a profile, or an instance role) at run time, so credentials never appear in run config or the Launchpad.
+    """
+    return FlipS3Resource(endpoint_url=settings.s3_endpoint_url(), region_name=settings.s3_region())
