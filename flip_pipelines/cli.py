@@ -355,6 +355,124 @@ def show_queue(obj: Context, as_json: bool) -> None:
     )
 
 
+# --- FL API ---------------------------------------------------------------------------------------------------
+
+
+@cli.group("fl-api")
+def fl_api() -> None:
+    """The FL-API service that fronts one FL server (FLIP's HTTP contract)."""
+
+
+def _default_origins() -> tuple[str, ...]:
+    endpoint = settings.s3_endpoint_url()
+    return (endpoint,) if endpoint else ()
+
+
+@fl_api.command("serve")
+@click.option("--backend", required=True, type=click.Choice(["nvflare", "flower"]), help="The FL framework.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, envvar="FLIP_FL_API_PORT",
+              help="Env: FLIP_FL_API_PORT.")
+@click.option("--token", envvar="FLIP_FL_API_TOKEN", required=True, show_envvar=True,
+              help="Bearer token clients must send (16+ characters). Prefer the env var: flags show in `ps`.")
+@click.option("--upload-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FLIP_FL_API_UPLOAD_DIR",
+              default=None, help="Where job folders are built. Env: FLIP_FL_API_UPLOAD_DIR. Default: data folder.")
+@click.option("--allowed-origin", "allowed_origins", multiple=True, envvar="FLIP_FL_API_ALLOWED_ORIGINS",
+              help="Object-store origin bundle URLs may come from (repeatable). Env: FLIP_FL_API_ALLOWED_ORIGINS "
+                   "(space-separated). Default: FLIP_S3_ENDPOINT_URL.")
+@click.option("--admin-kit", type=click.Path(file_okay=False, path_type=Path), envvar="FLIP_NVFLARE_ADMIN_KIT",
+              default=None, help="NVFlare: the admin startup kit folder. Env: FLIP_NVFLARE_ADMIN_KIT.")
+@click.option("--admin-user", envvar="FLIP_NVFLARE_ADMIN_USER", default="admin@nvidia.com", show_default=True,
+              help="NVFlare: the admin user name. Env: FLIP_NVFLARE_ADMIN_USER.")
+@click.option("--default-rounds", type=int, default=1, show_default=True,
+              help="Rounds used when a model's config.json sets none.")
+def fl_api_serve(backend: str, host: str, port: int, token: str, upload_dir: Path | None,
+                 allowed_origins: tuple[str, ...], admin_kit: Path | None, admin_user: str,
+                 default_rounds: int) -> None:
+    """Serve the FL API for one net on HOST:PORT until interrupted."""
+    import uvicorn
+
+    from flip_pipelines.fl_api.downloads import normalise_origin
+    from flip_pipelines.fl_api.service import create_app
+
+    origins_given = [o for value in (allowed_origins or _default_origins()) for o in value.split()]
+    try:
+        origins = frozenset(normalise_origin(o) for o in origins_given)
+    except ValueError as exc:
+        raise FlipError(str(exc)) from exc
+    if not origins:
+        raise FlipError("no object-store origin allowed: pass --allowed-origin or set FLIP_S3_ENDPOINT_URL")
+    upload_dir = upload_dir or settings.data_dir() / "fl_api" / f"{backend}-{port}"
+    if backend == "nvflare":
+        if admin_kit is None or not (admin_kit / "startup").is_dir():
+            raise FlipError("NVFlare needs --admin-kit (a folder with startup/), or FLIP_NVFLARE_ADMIN_KIT")
+        from flip_pipelines.fl_api.backends.nvflare import NVFlareBackend
+
+        service_backend = NVFlareBackend(admin_kit=admin_kit, username=admin_user, upload_dir=upload_dir,
+                                         allowed_origins=origins, default_rounds=default_rounds)
+    else:
+        raise FlipError("the flower backend is not available yet")
+    app = create_app(service_backend, token)
+    click.echo(f"FL API ({backend}) on http://{host}:{port}; job folders in {upload_dir}")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+# --- local deployments ------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def nvflare() -> None:
+    """A real local NVFlare deployment (server, sites, admin kit) for development and tests."""
+
+
+@nvflare.command("up")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Deployment folder.")
+@click.option("--sites", type=int, default=2, show_default=True, help="Sites to start (site-1 ... site-N).")
+@click.option("--spare-sites", type=int, default=0, show_default=True,
+              help="Sites provisioned but not started (to test a missing client).")
+@click.option("--port", type=int, default=None, help="Server port (FL and admin). Default: a free port.")
+@click.option("--heart-beat-timeout", type=int, default=None, help="Seconds before a silent site is dropped.")
+@click.option("--max-schedule-count", type=int, default=None, help="Scheduling attempts before CAN_NOT_SCHEDULE.")
+@click.option("--min-schedule-interval", type=float, default=None, help="Seconds between scheduling attempts.")
+@click.option("--dead-client-grace", type=float, default=None, help="Seconds a job waits on a dead site.")
+def nvflare_up(workdir: Path, sites: int, spare_sites: int, port: int | None, heart_beat_timeout: int | None,
+               max_schedule_count: int | None, min_schedule_interval: float | None,
+               dead_client_grace: float | None) -> None:
+    """Provision and start a server and SITES sites; print the admin kit path."""
+    from flip_pipelines.local.nvflare import LocalNVFlare
+    from flip_pipelines.local.processes import free_port
+
+    scheduler: dict[str, float] = {}
+    if max_schedule_count is not None:
+        scheduler["max_schedule_count"] = max_schedule_count
+    if min_schedule_interval is not None:
+        scheduler["min_schedule_interval"] = min_schedule_interval
+    deployment = LocalNVFlare(workdir=workdir.resolve(), port=port or free_port(), sites=sites,
+                              spare_sites=spare_sites, heart_beat_timeout=heart_beat_timeout,
+                              scheduler_args=scheduler, dead_client_grace=dead_client_grace)
+    deployment.provision()
+    try:
+        seconds = deployment.start()
+    except BaseException:
+        deployment.stop(graceful=False)
+        raise
+    click.echo(f"NVFlare server on port {deployment.port} with {', '.join(deployment.site_names)} "
+               f"(ready in {seconds:.1f}s); stop with: flip-pipelines nvflare down --workdir {workdir}")
+    click.echo(str(deployment.admin_kit))
+
+
+@nvflare.command("down")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Deployment folder.")
+def nvflare_down(workdir: Path) -> None:
+    """Stop every process of the deployment (server, sites, job workers) by PID."""
+    from flip_pipelines.local.nvflare import LocalNVFlare
+
+    if not (workdir / "deployment.json").exists():
+        raise FlipError(f"no NVFlare deployment in {workdir}")
+    LocalNVFlare.load(workdir.resolve()).stop()
+    click.echo(f"stopped the NVFlare deployment in {workdir}")
+
+
 # --- local stack ----------------------------------------------------------------------------------------------
 
 

@@ -7,9 +7,12 @@ copied migrated file (SQLite), so every queue test runs on both without paying f
 
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +22,10 @@ from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.migrate import upgrade_database
 from flip_pipelines.local.postgres import LocalPostgres, create_database
 from flip_pipelines.local.s3 import LocalS3
+
+if TYPE_CHECKING:
+    from flip_pipelines.fl_api.client import FLApiClient
+    from flip_pipelines.local.nvflare import LocalNVFlare
 
 TEMPLATE_DB = "flip_template"
 
@@ -102,3 +109,91 @@ def s3_bucket(s3_server: LocalS3) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+# --- FL deployments (session-wide: one per test session, shared by every test that allows it) ---------------
+
+
+@pytest.fixture(scope="session")
+def nvflare_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LocalNVFlare"]:
+    """A real NVFlare server + site-1 + site-2 (site-3 provisioned, never started), with short heartbeat and
+    scheduling settings so failures surface within a test's deadline."""
+    from flip_pipelines.local.nvflare import LocalNVFlare
+    from flip_pipelines.local.processes import free_port
+
+    deployment = LocalNVFlare(
+        workdir=tmp_path_factory.mktemp("nvflare") / "deployment",
+        port=free_port(),
+        sites=2,
+        spare_sites=1,
+        heart_beat_timeout=15,
+        dead_client_grace=5,
+        scheduler_args={"max_schedule_count": 4, "min_schedule_interval": 1},
+    )
+    deployment.provision()
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+@dataclass
+class RunningFLApi:
+    base_url: str
+    token: str
+    pid: int
+    log_path: Path
+    upload_dir: Path
+
+    def client(self, **kwargs: Any) -> "FLApiClient":
+        from flip_pipelines.fl_api.client import FLApiClient
+
+        return FLApiClient(self.base_url, self.token, **kwargs)
+
+
+def start_fl_api(backend: str, workdir: Path, env_extra: dict[str, str], args: list[str]) -> RunningFLApi:
+    """``flip-pipelines fl-api serve`` as a real process on a free port, waited on until /health answers."""
+    import sys
+
+    import httpx
+
+    from flip_pipelines.local.processes import free_port, start_process, wait_until
+
+    port = free_port()
+    token = f"test-token-{uuid.uuid4().hex}"
+    upload_dir = workdir / "uploads"
+    env = {**os.environ, "FLIP_FL_API_TOKEN": token, **env_extra}
+    log_path = workdir / "fl_api.log"
+    process = start_process(
+        [str(Path(sys.executable).parent / "flip-pipelines"), "fl-api", "serve", "--backend", backend,
+         "--port", str(port), "--upload-dir", str(upload_dir), *args],
+        log_path=log_path, env=env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"FL API exited: {log_path.read_text()[-3000:]}")
+        return httpx.get(f"{base_url}/health", timeout=2).status_code == 200
+
+    wait_until(healthy, timeout=60, interval=0.3, what="the FL API /health")
+    return RunningFLApi(base_url=base_url, token=token, pid=process.pid, log_path=log_path, upload_dir=upload_dir)
+
+
+@pytest.fixture(scope="session")
+def nvflare_fl_api(
+    nvflare_deployment: "LocalNVFlare", s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningFLApi]:
+    from flip_pipelines.local.processes import stop_pid
+
+    running = start_fl_api(
+        "nvflare",
+        tmp_path_factory.mktemp("fl-api-nvflare"),
+        {"FLIP_NVFLARE_ADMIN_KIT": str(nvflare_deployment.admin_kit)},
+        ["--allowed-origin", s3_server.endpoint_url],
+    )
+    try:
+        yield running
+    finally:
+        stop_pid(running.pid, first_signal=signal.SIGINT, timeout=20)

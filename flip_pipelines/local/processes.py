@@ -1,5 +1,6 @@
 """Start, wait for and stop local server processes by PID."""
 
+import contextlib
 import json
 import os
 import signal
@@ -130,3 +131,34 @@ def read_pids(path: Path) -> dict[str, int]:
     if not path.exists():
         return {}
     return {k: int(v) for k, v in json.loads(path.read_text()).items()}
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (read from /proc), deepest first.
+
+    Needed because some servers (NVFlare's job workers) start children in their own sessions, out of reach of
+    the parent's process group.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children.get(child, []))
+    return found[::-1]
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to a process, its descendants (whatever session they are in) and their process groups."""
+    for target in [*descendants(pid), pid]:
+        for send in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                send(target, sig)

@@ -1,0 +1,1 @@
+"""FL framework backends behind the one FL-API contract."""

@@ -1,0 +1,72 @@
+"""The FL-API contract (FLIP's), as pydantic models shared by the service and the client.
+
+Responses are parsed strictly on the client side: a response that does not fit raises, loudly.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flip_pipelines.domain.enums import FLJobStatus
+
+
+class UploadAppRequest(BaseModel):
+    """``POST /upload_app/{model_id}``. ``trusts`` are FL client (kit slot) names; ``bundle_urls`` presigned GETs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: str
+    cohort_query: str
+    trusts: list[str] = Field(min_length=1)
+    bundle_urls: list[str] = Field(min_length=1)
+
+
+class UploadAppResponse(BaseModel):
+    message: str
+    files: int = 0
+
+
+class JobMetadata(BaseModel):
+    """One ``GET /list_jobs`` item; ``status`` is normalised (FLIP #490)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    status: FLJobStatus
+    status_details: str | None = None
+
+
+class AbortResponse(BaseModel):
+    job_id: str
+    status: FLJobStatus
+
+
+class ServerStatus(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    status: str
+    start_time: float | None = None
+
+
+class ClientStatusItem(BaseModel):
+    """A client the server knows of; ``online`` is False for ``no_reply``/``DISCONNECTED`` (FLIP's rule)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    status: str
+    online: bool
+    last_connect_time: float | None = None
+
+
+class Health(BaseModel):
+    status: str
+    backend: str
+
+
+class RunLogs(BaseModel):
+    run_id: str
+    log: str
+    truncated: bool = False
+
+
+class ErrorResponse(BaseModel):
+    detail: str
