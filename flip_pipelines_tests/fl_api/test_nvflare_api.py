@@ -56,3 +56,99 @@ def test_upload_submit_train_finish_and_download(nvflare_fl_api: RunningFLApi, s
     assert rounds == [0, 1, 2] and all(len(by_round[r]) == 2 for r in rounds)
     losses = [float(np.mean(by_round[r])) for r in rounds]
     assert losses[0] > losses[1] > losses[2], f"validation loss should fall every round: {losses}"
+
+
+def _long_running(files: dict[str, bytes]) -> dict[str, bytes]:
+    from flip_pipelines_tests.fl_api.helpers import with_config
+
+    return with_config(files, GLOBAL_ROUNDS=50, STEP_SLEEP_SECONDS=0.2)
+
+
+def test_abort_while_running_ends_stopped(nvflare_fl_api: RunningFLApi, s3_server: LocalS3) -> None:
+    model_id, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, _long_running(demo_model_files("nvflare_logreg")))
+    with nvflare_fl_api.client() as client:
+        client.upload_app(model_id, upload_request(urls, SITES))
+        job_id = client.submit_job(model_id)
+        wait_for_status(client, job_id, lambda s: s == FLJobStatus.RUNNING, timeout=60, what="RUNNING")
+        assert client.abort_job(job_id).status == FLJobStatus.STOPPED
+        final = wait_for_status(client, job_id, lambda s: s != FLJobStatus.RUNNING, timeout=60, what="the abort")
+        assert final.status == FLJobStatus.STOPPED, final.status_details
+        assert client.abort_job(job_id).status == FLJobStatus.STOPPED, "aborting again is a no-op"
+
+
+def test_job_needing_missing_site_fails_and_can_be_aborted_while_pending(
+    nvflare_fl_api: RunningFLApi, s3_server: LocalS3
+) -> None:
+    """site-3 is provisioned but never started: such a job stays PENDING, then fails; aborted first, STOPPED."""
+    files = demo_model_files("nvflare_logreg")
+    with nvflare_fl_api.client() as client:
+        model_id, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, files)
+        client.upload_app(model_id, upload_request(urls, [*SITES, "site-3"]))
+        pending = client.submit_job(model_id, submit_token="pending-abort")
+        job = client.get_job(pending)
+        assert job is not None and job.status == FLJobStatus.PENDING
+        assert client.abort_job(pending).status == FLJobStatus.STOPPED
+        stopped = wait_for_status(client, pending, lambda s: s != FLJobStatus.PENDING, timeout=30, what="abort")
+        assert stopped.status == FLJobStatus.STOPPED
+
+        doomed = client.submit_job(model_id, submit_token="never-scheduled")
+        failed = wait_for_status(client, doomed, lambda s: s != FLJobStatus.PENDING, timeout=90,
+                                 what="the unschedulable job to fail")
+        assert failed.status == FLJobStatus.FAILED
+        assert "CAN_NOT_SCHEDULE" in (failed.status_details or ""), failed.status_details
+
+
+def test_same_submit_token_yields_one_job(nvflare_fl_api: RunningFLApi, s3_server: LocalS3) -> None:
+    model_id, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, demo_model_files("nvflare_logreg"))
+    with nvflare_fl_api.client() as client:
+        client.upload_app(model_id, upload_request(urls, SITES))
+        before = {j.job_id for j in client.list_jobs()}
+        first = client.submit_job(model_id, submit_token=f"fl_job-{model_id}")
+        second = client.submit_job(model_id, submit_token=f"fl_job-{model_id}")
+        assert first == second
+        assert {j.job_id for j in client.list_jobs()} - before == {first}
+        wait_for_status(client, first, lambda s: s == FLJobStatus.FINISHED, timeout=180, what="the job to finish")
+
+
+def test_auth_unknown_ids_and_unsafe_urls(nvflare_fl_api: RunningFLApi, s3_server: LocalS3) -> None:
+    import httpx
+
+    from flip_pipelines.fl_api.client import FLApiClient, FLApiNotFoundError, FLApiRequestError
+
+    base = nvflare_fl_api.base_url
+    assert httpx.get(f"{base}/health").json() == {"status": "ok", "backend": "nvflare"}
+    for method, path in [("GET", "/list_jobs"), ("GET", "/check_server_status"), ("DELETE", "/abort_job/x"),
+                         ("POST", "/submit_job/m"), ("GET", "/download_job/x"), ("GET", "/check_client_status")]:
+        response = httpx.request(method, f"{base}{path}")
+        assert response.status_code == 401 and response.json() == {"detail": "missing or invalid bearer token"}
+    with FLApiClient(base, "wrong-token-wrong-token") as wrong, pytest.raises(FLApiRequestError) as info:
+        wrong.list_jobs()
+    assert info.value.status_code == 401
+
+    with nvflare_fl_api.client() as client:
+        for call in (
+            lambda: client.abort_job("no-such-job"),
+            lambda: client.download_job("no-such-job", Path("/dev/null")),
+            lambda: client.submit_job("never-uploaded"),
+        ):
+            with pytest.raises(FLApiNotFoundError):
+                call()
+        model_id, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, demo_model_files("nvflare_logreg"))
+        bad_cases = {
+            "off-origin": [*urls[:-1], urls[-1].replace(s3_server.endpoint_url, "http://127.0.0.2:9")],
+            "not http": [*urls[:-1], "file:///etc/passwd"],
+            "escaping": [*urls[:-1], urls[-1].replace(f"/{model_id}/", f"/{model_id}/%2e%2e/")],
+            "outside the model": [*urls[:-1], urls[-1].replace(f"/{model_id}/", "/other-model/")],
+            "absolute": [*urls[:-1], urls[-1].replace(f"/{model_id}/", f"/{model_id}//")],
+        }
+        for name, case in bad_cases.items():
+            with pytest.raises(FLApiRequestError) as info:
+                client.upload_app(model_id, upload_request(case, SITES))
+            assert info.value.status_code == 400, name
+            assert "X-Amz-Signature" not in str(info.value), name
+        assert not (nvflare_fl_api.upload_dir / model_id).exists(), "nothing was written"
+        assert not any(p.name.startswith(".staging") for p in nvflare_fl_api.upload_dir.iterdir())
+        expired = [*urls[:-1], urls[-1].replace("X-Amz-Signature=", "X-Amz-Signature=0")]
+        with pytest.raises(FLApiRequestError, match="HTTP 403"):
+            client.upload_app(model_id, upload_request(expired, SITES))
+        assert not (nvflare_fl_api.upload_dir / model_id).exists(), "a failed download leaves no job folder"
