@@ -55,3 +55,25 @@ def test_fl_api_recovers_after_the_server_restarts(
         final = wait_for_status(client, job_id, lambda s: s in (FLJobStatus.FINISHED, FLJobStatus.FAILED),
                                 timeout=180, what="the job after the restart")
         assert final.status == FLJobStatus.FINISHED, final.status_details
+
+
+def test_fl_api_exits_promptly_with_an_open_session(
+    nvflare_deployment: LocalNVFlare, s3_server: LocalS3, tmp_path
+) -> None:
+    """An open FLARE session's threads must not keep the service alive after SIGINT."""
+    import os
+    import signal
+    import time
+
+    from flip_pipelines.local.processes import pid_alive
+    from flip_pipelines_tests.conftest import start_fl_api
+
+    running = start_fl_api("nvflare", tmp_path, {"FLIP_NVFLARE_ADMIN_KIT": str(nvflare_deployment.admin_kit)},
+                           ["--allowed-origin", s3_server.endpoint_url])
+    with running.client() as client:
+        assert client.check_server_status().status  # opens the FLARE session
+    os.kill(running.pid, signal.SIGINT)
+    started = time.monotonic()
+    wait_until(lambda: not pid_alive(running.pid), timeout=20, interval=0.1, what="the FL API to exit")
+    assert time.monotonic() - started < 20
+    assert "Application shutdown complete" in running.log_path.read_text()
