@@ -384,11 +384,17 @@ def _default_origins() -> tuple[str, ...]:
               default=None, help="NVFlare: the admin startup kit folder. Env: FLIP_NVFLARE_ADMIN_KIT.")
 @click.option("--admin-user", envvar="FLIP_NVFLARE_ADMIN_USER", default="admin@nvidia.com", show_default=True,
               help="NVFlare: the admin user name. Env: FLIP_NVFLARE_ADMIN_USER.")
+@click.option("--superlink", envvar="FLIP_FLOWER_SUPERLINK", default="127.0.0.1:9091", show_default=True,
+              help="Flower: the SuperLink address (host:port). Env: FLIP_FLOWER_SUPERLINK.")
+@click.option("--node-names", type=click.Path(dir_okay=False, path_type=Path), envvar="FLIP_FLOWER_NODE_NAMES",
+              default=None, help="Flower: JSON file node id → site name (written by `flower up`).")
+@click.option("--stall-seconds", type=float, envvar="FLIP_FLOWER_STALL_SECONDS", default=120.0, show_default=True,
+              help="Flower: stop and fail a run that waits this long for SuperNodes.")
 @click.option("--default-rounds", type=int, default=1, show_default=True,
               help="Rounds used when a model's config.json sets none.")
 def fl_api_serve(backend: str, host: str, port: int, token: str, upload_dir: Path | None,
-                 allowed_origins: tuple[str, ...], admin_kit: Path | None, admin_user: str,
-                 default_rounds: int) -> None:
+                 allowed_origins: tuple[str, ...], admin_kit: Path | None, admin_user: str, superlink: str,
+                 node_names: Path | None, stall_seconds: float, default_rounds: int) -> None:
     """Serve the FL API for one net on HOST:PORT until interrupted."""
     import uvicorn
 
@@ -411,7 +417,11 @@ def fl_api_serve(backend: str, host: str, port: int, token: str, upload_dir: Pat
         service_backend = NVFlareBackend(admin_kit=admin_kit, username=admin_user, upload_dir=upload_dir,
                                          allowed_origins=origins, default_rounds=default_rounds)
     else:
-        raise FlipError("the flower backend is not available yet")
+        from flip_pipelines.fl_api.backends.flower import FlowerBackend
+
+        service_backend = FlowerBackend(superlink=superlink, upload_dir=upload_dir, allowed_origins=origins,
+                                        node_names_file=node_names, stall_seconds=stall_seconds,
+                                        default_rounds=default_rounds)
     app = create_app(service_backend, token)
     click.echo(f"FL API ({backend}) on http://{host}:{port}; job folders in {upload_dir}")
     uvicorn.run(app, host=host, port=port, log_level="info")
@@ -459,6 +469,43 @@ def nvflare_up(workdir: Path, sites: int, spare_sites: int, port: int | None, he
     click.echo(f"NVFlare server on port {deployment.port} with {', '.join(deployment.site_names)} "
                f"(ready in {seconds:.1f}s); stop with: flip-pipelines nvflare down --workdir {workdir}")
     click.echo(str(deployment.admin_kit))
+
+
+@cli.group()
+def flower() -> None:
+    """A real local Flower deployment (SuperLink and SuperNodes) for development and tests."""
+
+
+@flower.command("up")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Deployment folder.")
+@click.option("--nodes", type=int, default=2, show_default=True, help="SuperNodes to start (site-1 ... site-N).")
+@click.option("--port", type=int, default=None, help="SuperLink port. Default: a free port.")
+def flower_up(workdir: Path, nodes: int, port: int | None) -> None:
+    """Start a SuperLink and NODES SuperNodes; wait until every node is online."""
+    from flip_pipelines.local.flower import LocalFlower
+    from flip_pipelines.local.processes import free_port
+
+    deployment = LocalFlower(workdir=workdir.resolve(), port=port or free_port(), nodes=nodes)
+    try:
+        seconds = deployment.start()
+    except BaseException:
+        deployment.stop()
+        raise
+    click.echo(f"Flower SuperLink at {deployment.address} with {', '.join(deployment.site_names)} online "
+               f"(ready in {seconds:.1f}s); node names in {deployment.node_names_file}; "
+               f"stop with: flip-pipelines flower down --workdir {workdir}")
+
+
+@flower.command("down")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Deployment folder.")
+def flower_down(workdir: Path) -> None:
+    """Stop the SuperLink and every SuperNode (with their app processes) by PID."""
+    from flip_pipelines.local.flower import LocalFlower
+
+    if not (workdir / "deployment.json").exists():
+        raise FlipError(f"no Flower deployment in {workdir}")
+    LocalFlower.load(workdir.resolve()).stop()
+    click.echo(f"stopped the Flower deployment in {workdir}")
 
 
 @nvflare.command("down")

@@ -25,6 +25,7 @@ from flip_pipelines.local.s3 import LocalS3
 
 if TYPE_CHECKING:
     from flip_pipelines.fl_api.client import FLApiClient
+    from flip_pipelines.local.flower import LocalFlower
     from flip_pipelines.local.nvflare import LocalNVFlare
 
 TEMPLATE_DB = "flip_template"
@@ -192,6 +193,42 @@ def nvflare_fl_api(
         tmp_path_factory.mktemp("fl-api-nvflare"),
         {"FLIP_NVFLARE_ADMIN_KIT": str(nvflare_deployment.admin_kit)},
         ["--allowed-origin", s3_server.endpoint_url],
+    )
+    try:
+        yield running
+    finally:
+        stop_pid(running.pid, first_signal=signal.SIGINT, timeout=20)
+
+
+@pytest.fixture(scope="session")
+def flower_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LocalFlower"]:
+    """A real Flower SuperLink + 2 SuperNodes (site-1, site-2)."""
+    from flip_pipelines.local.flower import LocalFlower
+    from flip_pipelines.local.processes import free_port
+
+    deployment = LocalFlower(workdir=tmp_path_factory.mktemp("flower") / "deployment", port=free_port(), nodes=2)
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+FLOWER_STALL_SECONDS = 15
+
+
+@pytest.fixture(scope="session")
+def flower_fl_api(
+    flower_deployment: "LocalFlower", s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningFLApi]:
+    from flip_pipelines.local.processes import stop_pid
+
+    running = start_fl_api(
+        "flower",
+        tmp_path_factory.mktemp("fl-api-flower"),
+        {},
+        ["--allowed-origin", s3_server.endpoint_url, "--superlink", flower_deployment.address,
+         "--node-names", str(flower_deployment.node_names_file), "--stall-seconds", str(FLOWER_STALL_SECONDS)],
     )
     try:
         yield running

@@ -70,3 +70,10 @@ class RunLogs(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class RegisterNodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    node_id: int

@@ -20,13 +20,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 
 from flip_pipelines.domain.redact import install_log_redaction, redact_text
-from flip_pipelines.fl_api.errors import ApiError
+from flip_pipelines.fl_api.errors import ApiError, JobNotFoundError
 from flip_pipelines.fl_api.schemas import (
     AbortResponse,
     ClientStatusItem,
     ErrorResponse,
     Health,
     JobMetadata,
+    RegisterNodeRequest,
     RunLogs,
     ServerStatus,
     UploadAppRequest,
@@ -135,6 +136,15 @@ def create_app(backend: FLBackend, token: str) -> FastAPI:
             filename=f"{job_id}.zip",
             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
+
+    @app.post("/register_node", dependencies=secured)
+    def register_node(body: RegisterNodeRequest) -> dict[str, str]:
+        """Flower: a SuperNode announces which site it is (the Control API cannot tell)."""
+        register = getattr(backend, "register_node", None)
+        if register is None:
+            raise JobNotFoundError(f"the {backend.name} backend does not register nodes")
+        register(body.name, body.node_id)
+        return {"status": "registered"}
 
     @app.get("/run_logs/{run_id}", dependencies=secured)
     def run_logs(run_id: str) -> RunLogs:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from flip_pipelines.fl_api.backends.nvflare_job import validate_model_config
 from flip_pipelines.fl_api.downloads import bundle_relative_path, check_model_id, plan_downloads
 from flip_pipelines.fl_api.errors import BadRequestError
+from flip_pipelines.fl_api.model_config import validate_model_config
 
 ORIGINS = frozenset({"http://127.0.0.1:9000"})
 SIG = "?X-Amz-Signature=deadbeef"

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from flip_pipelines.fl_api.errors import BadRequestError
+from flip_pipelines.fl_api.model_config import validate_model_config
 from flip_pipelines.fl_api.schemas import UploadAppRequest
 
 APP_FOLDER = re.compile(r"^app(_[A-Za-z0-9][A-Za-z0-9_-]*)?$")
 SERVER_CONFIG = "config/config_fed_server.json"
 CLIENT_CONFIG = "config/config_fed_client.json"
-AGGREGATORS = {"InTimeAccumulateWeightedAggregator", "AccumulateWeightedAggregator"}
-MAX_ROUNDS = 1000
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -29,23 +28,6 @@ def _read_json(path: Path, what: str) -> Any:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2))
-
-
-def validate_model_config(config: Any, *, default_rounds: int) -> dict[str, Any]:
-    """The model's ``config.json`` with rounds defaulted; raises BadRequestError naming what is wrong."""
-    if not isinstance(config, dict):
-        raise BadRequestError("config.json must hold a JSON object")
-    checked = dict(config)
-    for key in ("LOCAL_ROUNDS", "GLOBAL_ROUNDS"):
-        value = checked.setdefault(key, default_rounds)
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ROUNDS:
-            raise BadRequestError(f"config.json {key} must be a whole number from 1 to {MAX_ROUNDS}, not {value!r}")
-    aggregator = checked.get("AGGREGATOR")
-    if aggregator is not None and aggregator not in AGGREGATORS:
-        raise BadRequestError(f"config.json AGGREGATOR must be one of {sorted(AGGREGATORS)}, not {aggregator!r}")
-    if not isinstance(checked.get("IGNORE_RESULT_ERROR", False), bool):
-        raise BadRequestError("config.json IGNORE_RESULT_ERROR must be true or false")
-    return checked
 
 
 def prepare_job_folder(folder: Path, model_id: str, request: UploadAppRequest, *, default_rounds: int = 1) -> int:
