@@ -61,7 +61,9 @@ def main(grid: Grid, context: Context) -> None:
         train_config=ConfigRecord(settings),
         evaluate_config=ConfigRecord(settings),
     )
-    final = dict(zip(names, result.arrays.to_numpy_ndarrays(), strict=True))
+    trained = result.arrays.to_numpy_ndarrays() if result.arrays else []
+    # an evaluation-only run trains nothing: the model it evaluated is the result
+    final = dict(zip(names, trained, strict=True)) if trained else {n: np.asarray(initial[n]) for n in names}
     output = str(context.run_config["output-path"])
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
