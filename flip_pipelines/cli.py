@@ -547,6 +547,15 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
     workspace = workspace or (Path("workspace.yaml") if Path("workspace.yaml").exists() else None)
     args += ["-w", str(workspace)] if workspace else ["-m", "flip_pipelines.definitions"]
     env = {**os.environ, "DAGSTER_HOME": str(home), settings.DATABASE_URL_ENV: obj.url}
+    if not env.get("FLIP_FL_API_TOKEN"):
+        import secrets
+
+        token_file = settings.data_dir() / "fl_api_token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(24))
+            token_file.chmod(0o600)
+        env["FLIP_FL_API_TOKEN"] = token_file.read_text().strip()
+        click.echo(f"FL-API token:   in {token_file} (set FLIP_FL_API_TOKEN to use your own)")
     click.echo(f"queue database: {_redacted(obj.url)}")
     click.echo(f"DAGSTER_HOME:   {home}")
     click.echo(f"Dagster UI:     http://{host}:{port}", err=False)

@@ -3,15 +3,32 @@
 import dagster as dg
 
 from flip_pipelines.jobs.maintenance import queue_watchdog
+from flip_pipelines.jobs.training import resume_training, train_model
 from flip_pipelines.resources.database import QueueDatabase
+from flip_pipelines.resources.fl_api import FLApiResource
+from flip_pipelines.resources.s3 import s3_resource_from_env
+from flip_pipelines.resources.storage import FlipStorage
+from flip_pipelines.sensors.training import (
+    training_failure_sensor,
+    training_queue_sensor,
+    training_reconcile_sensor,
+)
 
 
 def build_resources() -> dict[str, object]:
-    """Resources by environment; secrets and URLs are resolved at run time, never shown in the Launchpad."""
-    return {"queue_db": QueueDatabase()}
+    """Resources from the environment; the FL-API token is an EnvVar and the database URL is read at run time,
+    so the Launchpad never shows a secret."""
+    s3 = s3_resource_from_env()
+    return {
+        "io_manager": dg.mem_io_manager,  # op outputs (presigned URLs among them) stay in the run's memory
+        "queue_db": QueueDatabase(),
+        "fl_api": FLApiResource(token=dg.EnvVar("FLIP_FL_API_TOKEN")),
+        "storage": FlipStorage(s3=s3),
+    }
 
 
 defs = dg.Definitions(
-    jobs=[queue_watchdog],
+    jobs=[train_model, resume_training, queue_watchdog],
+    sensors=[training_queue_sensor, training_failure_sensor, training_reconcile_sensor],
     resources=build_resources(),
 )

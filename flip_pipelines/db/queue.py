@@ -653,3 +653,163 @@ def get_job(session: Session, fl_job_id: uuid.UUID) -> FLJob:
     """Raises: NotFoundError: unknown job."""
     with transaction(session):
         return _get(session, FLJob, fl_job_id, "fl_job")
+
+
+# --- what the pipeline adds --------------------------------------------------------------------------------
+
+
+class NoNetAvailableError(ConflictError):
+    """Every net is busy (or the named net is): nothing was queued or claimed."""
+
+
+def enqueue_and_claim(
+    session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID], net_name: str | None = None
+) -> Claim:
+    """Queue a job and take a free net for it, in one transaction: a launch from the Launchpad either gets a
+    net now or changes nothing.
+
+    Raises:
+        InvalidInputError, NotFoundError: as ``add_fl_job``.
+        NoNetAvailableError: no net (or not the named one) is free; nothing was written.
+    """
+    if not trust_ids:
+        raise InvalidInputError("a training job needs at least one trust")
+    with transaction(session):
+        model = _get(session, Model, model_id, "model")
+        known = set(session.exec(select(Trust.id).where(col(Trust.id).in_(list(trust_ids)))).all())
+        unknown = [str(t) for t in trust_ids if t not in known]
+        if unknown:
+            raise NotFoundError(f"unknown trust id(s): {', '.join(unknown)}")
+        unaddressable = _unaddressable_trusts(session, trust_ids)
+        if unaddressable:
+            raise NotFoundError(f"trust(s) without an FL kit slot: {', '.join(map(str, unaddressable))}")
+        query = (
+            select(FLScheduler, FLNets)
+            .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
+            .where(FLScheduler.status == NetStatus.AVAILABLE)
+        )
+        if net_name:
+            query = query.where(FLNets.name == net_name)
+        locked = query.order_by(FLNets.name).limit(1).with_for_update(skip_locked=True, of=FLScheduler)
+        slot_row = session.exec(locked).first()
+        if slot_row is None:
+            where = f"net {net_name!r} is" if net_name else "no net is"
+            raise NoNetAvailableError(f"{where} free right now: queue the model instead (flip-pipelines enqueue)")
+        slot, net = slot_row
+        now = utcnow()
+        job = FLJob(model_id=model_id, status=JobStatus.IN_PROGRESS, started=now)
+        session.add(job)
+        session.flush()
+        session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
+        slot.status, slot.job_id = NetStatus.BUSY, job.id
+        model.status = ModelStatus.INITIATED
+        session.add_all([slot, model, ModelsAudit(model_id=model_id, action="QUEUED")])
+        return Claim(
+            scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
+            fl_backend=net.fl_backend, fl_job_id=job.id, model_id=model_id, trust_ids=tuple(trust_ids),
+        )
+
+
+def claim_for_job(session: Session, fl_job_id: uuid.UUID) -> Claim:
+    """The claim a running job holds (its net and trusts), for a run started by the queue sensor.
+
+    Raises:
+        NotFoundError: unknown job, or no net holds it (it was released or never claimed).
+    """
+    with transaction(session):
+        job = _get(session, FLJob, fl_job_id, "fl_job")
+        row = session.exec(
+            select(FLScheduler, FLNets)
+            .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
+            .where(FLScheduler.job_id == fl_job_id, FLScheduler.status == NetStatus.BUSY)
+        ).first()
+        if row is None or job.status != JobStatus.IN_PROGRESS:
+            raise NotFoundError(f"fl_job {fl_job_id} is {job.status.value} and holds no net")
+        slot, net = row
+        trust_ids = tuple(session.exec(select(FLJobTrust.trust_id).where(FLJobTrust.fl_job_id == fl_job_id)).all())
+        return Claim(
+            scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
+            fl_backend=net.fl_backend, fl_job_id=job.id, model_id=job.model_id, trust_ids=trust_ids,
+        )
+
+
+def claim_available_nets(session: Session, limit: int) -> list[Claim]:
+    """Up to ``limit`` (free net, oldest queued job) pairs, each claimed in its own transaction."""
+    claims: list[Claim] = []
+    while len(claims) < limit:
+        claim = claim_available_net(session)
+        if claim is None:
+            break
+        claims.append(claim)
+    return claims
+
+
+def count_available_nets(session: Session) -> int:
+    with transaction(session):
+        return int(
+            session.exec(
+                select(sa.func.count()).select_from(FLScheduler).where(FLScheduler.status == NetStatus.AVAILABLE)
+            ).one()
+        )
+
+
+def in_progress_jobs(session: Session) -> list[tuple[FLJob, NetDetails | None]]:
+    """Every IN_PROGRESS job with the net holding it (None when no net does): what reconciliation checks."""
+    with transaction(session):
+        rows = session.exec(
+            select(FLJob, FLNets)
+            .join(FLScheduler, col(FLScheduler.job_id) == FLJob.id, isouter=True)
+            .join(FLNets, col(FLNets.id) == FLScheduler.net_id, isouter=True)
+            .where(FLJob.status == JobStatus.IN_PROGRESS)
+            .order_by(col(FLJob.started))
+        ).all()
+    return [
+        (job, NetDetails(name=net.name, endpoint=net.endpoint, fl_backend=net.fl_backend) if net else None)
+        for job, net in rows
+    ]
+
+
+def get_trust_names_by_ids(session: Session, trust_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    with transaction(session):
+        rows = session.exec(select(Trust).where(col(Trust.id).in_(list(trust_ids)))).all()
+    return {t.id: t.name for t in rows}
+
+
+def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, net_name: str | None = None) -> Claim:
+    """Take a free net (optionally the named one) for the model's oldest queued job, in one transaction.
+
+    Raises:
+        NotFoundError: the model has no queued job.
+        NoNetAvailableError: no (such) net is free; nothing changed.
+    """
+    with transaction(session):
+        job = session.exec(
+            select(FLJob)
+            .where(FLJob.model_id == model_id, FLJob.status == JobStatus.QUEUED)
+            .order_by(col(FLJob.created))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if job is None:
+            raise NotFoundError(f"model {model_id} has no queued job: give trusts to queue one")
+        query = (
+            select(FLScheduler, FLNets)
+            .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
+            .where(FLScheduler.status == NetStatus.AVAILABLE)
+        )
+        if net_name:
+            query = query.where(FLNets.name == net_name)
+        locked = query.order_by(FLNets.name).limit(1).with_for_update(skip_locked=True, of=FLScheduler)
+        row = session.exec(locked).first()
+        if row is None:
+            where = f"net {net_name!r} is" if net_name else "no net is"
+            raise NoNetAvailableError(f"{where} free right now")
+        slot, net = row
+        job.status, job.started = JobStatus.IN_PROGRESS, utcnow()
+        slot.status, slot.job_id = NetStatus.BUSY, job.id
+        session.add_all([job, slot])
+        trust_ids = tuple(session.exec(select(FLJobTrust.trust_id).where(FLJobTrust.fl_job_id == job.id)).all())
+        return Claim(
+            scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
+            fl_backend=net.fl_backend, fl_job_id=job.id, model_id=model_id, trust_ids=trust_ids,
+        )

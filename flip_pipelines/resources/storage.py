@@ -1,0 +1,27 @@
+"""Buckets and S3 access for bundles and results, as one Dagster resource."""
+
+import dagster as dg
+
+from flip_pipelines import settings
+from flip_pipelines.resources.bundles import BundleStore
+from flip_pipelines.resources.s3 import FlipS3Resource
+
+
+class FlipStorage(dg.ConfigurableResource):
+    s3: dg.ResourceDependency[FlipS3Resource]
+    model_bucket: str = settings.model_bucket()
+    bundle_bucket: str = settings.bundle_bucket()
+    results_bucket: str = settings.results_bucket()
+    base_app_source: str = settings.base_app_source()
+    presign_ttl_seconds: int = settings.presign_ttl_seconds()
+    copy_workers: int = 16
+
+    def bundle_store(self, log=None) -> BundleStore:  # type: ignore[no-untyped-def]
+        return BundleStore(
+            self.s3.get_client(),
+            model_bucket=self.model_bucket,
+            bundle_bucket=self.bundle_bucket,
+            base_app_source=self.base_app_source,
+            max_workers=self.copy_workers,
+            log=log,
+        )

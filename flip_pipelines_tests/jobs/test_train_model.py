@@ -1,0 +1,186 @@
+"""The train_model pipeline on real FL servers, S3 and queue databases; its sensors on real instances."""
+
+import uuid
+from dataclasses import dataclass
+
+import dagster as dg
+import pytest
+from sqlmodel import select
+
+from flip_pipelines.db import queue
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.db.models import FLJob, FLLogs, FLScheduler, Model
+from flip_pipelines.definitions import defs
+from flip_pipelines.demo_models import demo_model_files
+from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.local.s3 import LocalS3
+from flip_pipelines.resources.bundles import list_keys
+from flip_pipelines.resources.database import QueueDatabase
+from flip_pipelines.resources.fl_api import FLApiResource
+from flip_pipelines.resources.s3 import FlipS3Resource
+from flip_pipelines.resources.storage import FlipStorage
+from flip_pipelines.sensors.training import training_failure_sensor, training_queue_sensor
+from flip_pipelines_tests.conftest import RunningFLApi
+from flip_pipelines_tests.fl_api.helpers import with_config
+
+train_model = defs.resolve_job_def("train_model")
+
+
+@dataclass
+class Hub:
+    url: str
+    storage: FlipStorage
+    model_bucket: str
+
+    def session(self):  # type: ignore[no-untyped-def]
+        return new_session(make_engine(self.url))
+
+
+def _storage(s3: LocalS3) -> tuple[FlipStorage, str]:
+    client = s3.client()
+    buckets = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in ("models", "bundles", "results")}
+    for bucket in buckets.values():
+        client.create_bucket(Bucket=bucket)
+    s3_resource = FlipS3Resource(endpoint_url=s3.endpoint_url, region_name=s3.region,
+                                 aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key)
+    return FlipStorage(s3=s3_resource, model_bucket=buckets["models"], bundle_bucket=buckets["bundles"],
+                       results_bucket=buckets["results"]), buckets["models"]
+
+
+def _hub(url: str, s3: LocalS3, nets: dict[str, tuple[str, FLBackend]]) -> Hub:
+    storage, model_bucket = _storage(s3)
+    hub = Hub(url=url, storage=storage, model_bucket=model_bucket)
+    with hub.session() as session:
+        queue.add_project(session, "proj", "SELECT * FROM cohort")
+        for i in (1, 2):
+            queue.add_trust(session, f"Trust_{i}", f"site-{i}")
+        for name, (endpoint, backend) in nets.items():
+            queue.add_net(session, name, endpoint, backend)
+    return hub
+
+
+def _model(hub: Hub, s3: LocalS3, files: dict[str, bytes]) -> uuid.UUID:
+    with hub.session() as session:
+        model_id = queue.add_model(session, f"m-{uuid.uuid4().hex[:6]}", "proj").id
+    client = s3.client()
+    for rel, body in files.items():
+        client.put_object(Bucket=hub.model_bucket, Key=f"{model_id}/{rel}", Body=body)
+    return model_id
+
+
+def _resources(hub: Hub, api: RunningFLApi) -> dict[str, object]:
+    return {"queue_db": QueueDatabase(url=hub.url), "fl_api": FLApiResource(token=api.token),
+            "storage": hub.storage, "io_manager": dg.mem_io_manager}
+
+
+def _run_config(model_id: uuid.UUID, **resolve: object) -> dict[str, object]:
+    return {"ops": {"resolve_backend": {"config": {"model_id": str(model_id), **resolve}},
+                    "monitor": {"config": {"poll_interval_seconds": 1.0, "deadline_seconds": 300.0}}}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [FLBackend.NVFLARE, FLBackend.FLOWER])
+def test_launchpad_run_with_model_id_and_trusts_trains_to_completion(
+    backend: FLBackend, database_url: str, s3_server: LocalS3, request: pytest.FixtureRequest
+) -> None:
+    api: RunningFLApi = request.getfixturevalue(f"{backend.value}_fl_api")
+    hub = _hub(database_url, s3_server, {"net-1": (api.base_url, backend)})
+    demo = "nvflare_logreg" if backend == FLBackend.NVFLARE else "flower_logreg"
+    model_id = _model(hub, s3_server, with_config(demo_model_files(demo), GLOBAL_ROUNDS=2))
+    with dg.instance_for_test() as instance:
+        result = train_model.execute_in_process(
+            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+            resources=_resources(hub, api), instance=instance, raise_on_error=False,
+        )
+        assert result.success, result.get_run_failure_event()
+        tags = instance.get_run_by_id(result.run_id).tags
+        logs = "\n".join(str(e.message) + str(getattr(e, "dagster_event", "")) for e in
+                         instance.all_logs(result.run_id))
+    assert result.output_for_node("monitor") == "FINISHED"
+    assert tags["flip/net"] == "net-1" and tags["flip/model_id"] == str(model_id)
+    kinds = [m.asset_key.path[-1] for m in result.get_asset_materialization_events() for m in
+             [m.event_specific_data.materialization]]
+    assert kinds == ["bundle", "fl_job", "global_model"]
+    assert "X-Amz-Signature" not in logs and api.token not in logs
+    with hub.session() as session:
+        job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).one()
+        assert job.status == JobStatus.COMPLETED and job.fl_backend_job_id
+        assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
+        assert session.exec(select(FLScheduler)).one().status == NetStatus.AVAILABLE
+    results = list_keys(s3_server.client(), hub.storage.results_bucket, f"{model_id}/")
+    assert list(results) == [f"{model_id}/{job.id}.zip"] and next(iter(results.values())) > 0
+
+
+def test_queue_sensor_claims_one_run_per_free_net(
+    database_url: str, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLIP_FL_API_TOKEN", "token-for-config-validation")
+    hub = _hub(database_url, s3_server, {"net-a": ("http://127.0.0.1:1", FLBackend.NVFLARE),
+                                          "net-b": ("http://127.0.0.1:2", FLBackend.FLOWER)})
+    with hub.session() as session:
+        trusts = queue.get_trust_ids_by_names(session, ["Trust_1", "Trust_2"])
+        jobs = []
+        for _ in range(3):
+            model = queue.add_model(session, f"m-{uuid.uuid4().hex[:6]}", "proj")
+            jobs.append(queue.add_fl_job(session, model.id, trusts).id)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"queue_db": QueueDatabase(url=hub.url)})
+        result = training_queue_sensor(context)
+        assert [r.run_key for r in result.run_requests] == [f"fl_job:{jobs[0]}", f"fl_job:{jobs[1]}"]
+        assert {r.tags["flip/net"] for r in result.run_requests} == {"net-a", "net-b"}
+        for run_request in result.run_requests:
+            assert dg.validate_run_config(train_model, run_request.run_config)
+            assert run_request.tags["flip/fl_job_id"] in run_request.run_key
+        again = training_queue_sensor(dg.build_sensor_context(instance=instance,
+                                                              resources={"queue_db": QueueDatabase(url=hub.url)}))
+        assert again.run_requests == [] and again.skip_reason.skip_message == "every net is busy"
+    with hub.session() as session:
+        assert session.get(FLJob, jobs[2]).status == JobStatus.QUEUED
+
+
+def test_missing_required_file_fails_the_run_and_frees_the_net(
+    database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
+) -> None:
+    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    files = {k: v for k, v in demo_model_files("nvflare_logreg").items() if k != "validator.py"}
+    model_id = _model(hub, s3_server, files)
+    with dg.instance_for_test() as instance:
+        result = train_model.execute_in_process(
+            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+            resources=_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
+        )
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+        assert failure.step_key == "bundle" and "validator.py" in failure.event_specific_data.error.message
+        context = dg.build_run_status_sensor_context(
+            sensor_name="training_failure_sensor", dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(), resources={"queue_db": QueueDatabase(url=hub.url)},
+        ).for_run_failure()
+        training_failure_sensor(context)
+    with hub.session() as session:
+        job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).one()
+        assert job.status == JobStatus.DELETED
+        assert session.get(Model, model_id).status == ModelStatus.ERROR
+        assert session.exec(select(FLScheduler)).one().status == NetStatus.AVAILABLE
+        reason = session.exec(select(FLLogs).where(FLLogs.model_id == model_id, FLLogs.success.is_(False))).one()
+        assert "bundle failed" in reason.log and "validator.py" in reason.log
+
+
+def test_launch_without_a_free_net_fails_clearly_and_writes_nothing(
+    database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
+) -> None:
+    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    busy = _model(hub, s3_server, {})
+    with hub.session() as session:
+        queue.enqueue_and_claim(session, busy, queue.get_trust_ids_by_names(session, ["Trust_1"]))
+    model_id = _model(hub, s3_server, {})
+    with dg.instance_for_test() as instance:
+        result = train_model.execute_in_process(
+            run_config=_run_config(model_id, trusts=["Trust_1"]), resources=_resources(hub, nvflare_fl_api),
+            instance=instance, raise_on_error=False,
+        )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "no net is free right now" in failure.event_specific_data.user_failure_data.description
+    with hub.session() as session:
+        assert session.exec(select(FLJob).where(FLJob.model_id == model_id)).all() == []
