@@ -316,6 +316,30 @@ def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: 
         click.echo(job.id)
 
 
+@cli.command()
+@click.argument("model_id")
+@click.option("--token", envvar="FLIP_FL_API_TOKEN", required=True, show_envvar=True,
+              help="Bearer token of the nets' FL APIs (prefer the env var).")
+@json_option
+@pass_context
+def abort(obj: Context, model_id: str, token: str, as_json: bool) -> None:
+    """Stop MODEL_ID's training: queued jobs removed, its FL job aborted (pending or running), its net freed."""
+    from flip_pipelines.fl_api.client import FLApiClient
+    from flip_pipelines.ops.abort import abort_model_training
+    from flip_pipelines.resources.database import QueueDatabase
+
+    model_uuid = _parse_uuid(model_id, "model id")
+    obj.session()  # the database must be migrated
+    report = abort_model_training(QueueDatabase(url=obj.url), lambda url: FLApiClient(url, token), model_uuid)
+    if as_json:
+        _print_json({"model_id": report.model_id, "dequeued": report.dequeued, "aborted": report.aborted,
+                     "problems": report.problems, "nothing_to_do": report.nothing_to_do})
+    else:
+        click.echo(report.summary())
+    if report.problems:
+        raise FlipError("; ".join(report.problems))
+
+
 @cli.command("queue")
 @json_option
 @pass_context

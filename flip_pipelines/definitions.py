@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from flip_pipelines.jobs.abort import abort_training
 from flip_pipelines.jobs.maintenance import queue_watchdog
 from flip_pipelines.jobs.training import resume_training, train_model
 from flip_pipelines.resources.database import QueueDatabase
@@ -28,7 +29,7 @@ def build_resources() -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    jobs=[train_model, resume_training, queue_watchdog],
+    jobs=[train_model, resume_training, abort_training, queue_watchdog],
     sensors=[training_queue_sensor, training_failure_sensor, training_reconcile_sensor],
     resources=build_resources(),
 )

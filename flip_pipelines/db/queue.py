@@ -813,3 +813,30 @@ def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, net_name: s
             scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
             fl_backend=net.fl_backend, fl_job_id=job.id, model_id=model_id, trust_ids=trust_ids,
         )
+
+
+def abort_model_jobs(session: Session, model_id: uuid.UUID, reason: str) -> tuple[int, list[FLJob]]:
+    """Stop a model: queued jobs DELETED, running jobs DELETED (returned, to abort on their FL servers), their
+    nets freed, the model STOPPED — in one transaction. Returns (queued jobs removed, running jobs stopped).
+
+    Raises:
+        NotFoundError: unknown model.
+    """
+    with transaction(session):
+        model = _get(session, Model, model_id, "model")
+        jobs = session.exec(
+            select(FLJob).where(FLJob.model_id == model_id, col(FLJob.status).in_(ACTIVE_JOB_STATUSES))
+        ).all()
+        queued = [j for j in jobs if j.status == JobStatus.QUEUED]
+        running = [j for j in jobs if j.status == JobStatus.IN_PROGRESS]
+        if not jobs:
+            return 0, []
+        now = utcnow()
+        for job in jobs:
+            job.status, job.completed = JobStatus.DELETED, now
+            session.add(job)
+        _free_slots(session, col(FLScheduler.job_id).in_([j.id for j in running]))
+        model.status = ModelStatus.STOPPED
+        session.add_all([model, ModelsAudit(model_id=model_id, action="STOPPED")])
+        _log(session, model_id, reason, success=True, details={"fl_job_ids": [str(j.id) for j in jobs]})
+        return len(queued), list(running)

@@ -180,6 +180,15 @@ def presign(context: dg.OpExecutionContext, bundled: BundledFiles, storage: Flip
     return PresignedBundle(keys=bundled.keys, urls=tuple(urls))
 
 
+def raise_if_aborted(queue_db: QueueDatabase, claim: Claim) -> None:
+    """The abort gate (FLIP's ``_raise_if_job_aborted``): stop before the FL server gets a job nobody wants."""
+    with queue_db.session() as session:
+        status = queue.get_job(session, claim.fl_job_id).status
+    if status.value != "IN_PROGRESS":
+        raise dg.Failure(f"fl_job {claim.fl_job_id} was aborted ({status.value}) before submission",
+                         allow_retries=False)
+
+
 @dg.op(description="Upload the application to the net's FL API and submit it exactly once (fl_job id as token).",
        retry_policy=TRANSIENT_RETRY)
 def submit(context: dg.OpExecutionContext, target: TrainingTarget, bundle_urls: PresignedBundle,
@@ -191,8 +200,10 @@ def submit(context: dg.OpExecutionContext, target: TrainingTarget, bundle_urls: 
                                trusts=list(target.slot_names), bundle_urls=list(bundle_urls.urls))
     try:
         with fl_api.client(claim.endpoint) as client:
+            raise_if_aborted(queue_db, claim)
             uploaded = client.upload_app(str(claim.model_id), request)
             context.log.info(f"uploaded {uploaded.files} file(s) to {claim.net_name}")
+            raise_if_aborted(queue_db, claim)
             backend_job_id = client.submit_job(str(claim.model_id), submit_token=f"fl_job-{claim.fl_job_id}")
     except FLApiUnavailableError as exc:
         raise dg.RetryRequested(max_retries=3, seconds_to_wait=5) from exc
@@ -236,6 +247,9 @@ def finish_training(context: dg.OpExecutionContext, target: TrainingTarget, subm
         return
     model_status = ModelStatus.STOPPED if status == FLJobStatus.STOPPED else ModelStatus.ERROR
     with queue_db.session() as session:
+        if queue.get_job(session, claim.fl_job_id).status.value == "DELETED":
+            context.log.info(f"fl_job {claim.fl_job_id} was aborted by request; the net is already free")
+            return
         queue.complete_job(session, claim.fl_job_id)
         queue.update_model_status(session, claim.model_id, model_status)
         queue.add_log(session, claim.model_id, f"Training {status.value.lower()}: {details or 'no details'}",
