@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from flip_pipelines.local.nvflare import LocalNVFlare
 
 TEMPLATE_DB = "flip_template"
+# every FL API of a test session uses this token, as the nets of one hub share theirs
+FL_API_TOKEN = f"test-token-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +164,7 @@ def start_fl_api(backend: str, workdir: Path, env_extra: dict[str, str], args: l
     from flip_pipelines.local.processes import free_port, start_process, wait_until
 
     port = free_port()
-    token = f"test-token-{uuid.uuid4().hex}"
+    token = FL_API_TOKEN
     upload_dir = workdir / "uploads"
     env = {**os.environ, "FLIP_FL_API_TOKEN": token, **env_extra}
     log_path = workdir / "fl_api.log"

@@ -1,0 +1,163 @@
+"""The product as users run it: `flip-pipelines dev` (Dagster webserver + daemon + code server) on a real queue
+database, real S3 and real NVFlare and Flower nets. `flip-pipelines enqueue` alone must lead to trained models."""
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from dagster import DagsterRunStatus
+from dagster_graphql import DagsterGraphQLClient
+from sqlmodel import select
+
+from flip_pipelines.db import queue
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.db.migrate import upgrade_database
+from flip_pipelines.db.models import FLJob, FLScheduler, Model
+from flip_pipelines.demo_models import demo_model_files
+from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.s3 import LocalS3
+from flip_pipelines.resources.bundles import list_keys
+from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi
+from flip_pipelines_tests.fl_api.helpers import with_config
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).parent / "flip-pipelines")
+
+
+@dataclass
+class Stack:
+    url: str
+    port: int
+    env: dict[str, str]
+    buckets: dict[str, str]
+    log: Path
+
+    def session(self):  # type: ignore[no-untyped-def]
+        return new_session(make_engine(self.url))
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        response = httpx.post(f"http://127.0.0.1:{self.port}/graphql", json={"query": query, "variables": variables},
+                              timeout=30)
+        return response.json()["data"]
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run([EXE, *args], env=self.env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_fl_api: RunningFLApi,
+          flower_fl_api: RunningFLApi) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("stack")
+    url = f"sqlite:///{work / 'flip.db'}"
+    upgrade_database(url)
+    client = s3_server.client()
+    buckets = {k: f"{k}-{uuid.uuid4().hex[:8]}" for k in ("models", "bundles", "results")}
+    for bucket in buckets.values():
+        client.create_bucket(Bucket=bucket)
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME",)}
+    env.update(
+        FLIP_DATA_DIR=str(work / "data"), FLIP_DATABASE_URL=url, FLIP_FL_API_TOKEN=FL_API_TOKEN,
+        FLIP_S3_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID=s3_server.access_key,
+        AWS_SECRET_ACCESS_KEY=s3_server.secret_key, FLIP_MODEL_BUCKET=buckets["models"],
+        FLIP_BUNDLE_BUCKET=buckets["bundles"], FLIP_RESULTS_BUCKET=buckets["results"],
+    )
+    engine = make_engine(url)
+    with new_session(engine) as session:
+        queue.add_project(session, "proj", "SELECT * FROM cohort")
+        queue.add_trust(session, "Trust_1", "site-1")
+        queue.add_trust(session, "Trust_2", "site-2")
+        queue.add_net(session, "net-flower", flower_fl_api.base_url, FLBackend.FLOWER)
+        queue.add_net(session, "net-nvflare", nvflare_fl_api.base_url, FLBackend.NVFLARE)
+    engine.dispose()
+    port = free_port()
+    log = work / "dev.log"
+    process = start_process([EXE, "dev", "--port", str(port)], log_path=log, env=env, cwd=REPO)
+    stack = Stack(url=url, port=port, env=env, buckets=buckets, log=log)
+
+    def loaded() -> bool:
+        data = stack.graphql("{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }")
+        return data["workspaceOrError"]["locationEntries"][0]["loadStatus"] == "LOADED"
+
+    try:
+        wait_until(loaded, timeout=120, interval=1, what="the Dagster code location")
+        yield stack
+    finally:
+        stop_pid(process.pid, first_signal=signal.SIGINT, timeout=30)
+
+
+def _model_for_any_net(stack: Stack, rounds: int = 2) -> uuid.UUID:
+    """A model whose files satisfy both backends (the queue has no net affinity, as FLIP's)."""
+    with stack.session() as session:
+        model_id = queue.add_model(session, f"m-{uuid.uuid4().hex[:6]}", "proj").id
+    files = {**demo_model_files("nvflare_logreg"), **demo_model_files("flower_logreg")}
+    folder = Path(stack.log.parent / f"model-{model_id}")
+    for rel, body in with_config(files, GLOBAL_ROUNDS=rounds).items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(body)
+    stack.cli("models", "upload", str(model_id), str(folder))
+    return model_id
+
+
+def _finished(stack: Stack, model_id: uuid.UUID) -> FLJob | None:
+    with stack.session() as session:
+        job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).first()
+        return job if job is not None and job.status in (JobStatus.COMPLETED, JobStatus.DELETED) else None
+
+
+def test_enqueue_alone_trains_on_both_nets_at_once(stack: Stack, s3_server: LocalS3) -> None:
+    models = [_model_for_any_net(stack), _model_for_any_net(stack)]
+    for model_id in models:
+        stack.cli("enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2")
+    jobs = [wait_until(lambda m=m: _finished(stack, m), timeout=300, interval=2, what=f"model {m} to finish")
+            for m in models]
+    with stack.session() as session:
+        for model_id, job in zip(models, jobs, strict=True):
+            assert job.status == JobStatus.COMPLETED, job
+            assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
+        assert {s.status for s in session.exec(select(FLScheduler))} == {NetStatus.AVAILABLE}
+    for model_id, job in zip(models, jobs, strict=True):
+        assert f"{model_id}/{job.id}.zip" in list_keys(s3_server.client(), stack.buckets["results"], f"{model_id}/")
+    runs = stack.graphql('{ runsOrError { ... on Runs { results { status tags { key value } } } } }')
+    nets = {t["value"] for r in runs["runsOrError"]["results"] for t in r["tags"] if t["key"] == "flip/net"}
+    assert nets == {"net-flower", "net-nvflare"}, "two queued jobs on two free nets ran side by side"
+    assets = stack.graphql('{ assetsOrError { ... on AssetConnection { nodes { key { path } } } } }')
+    paths = {tuple(n["key"]["path"]) for n in assets["assetsOrError"]["nodes"]}
+    for model_id in models:
+        for kind in ("bundle", "fl_job", "global_model"):
+            assert ("flip", "model", str(model_id), kind) in paths
+
+
+def test_graphql_launch_with_only_a_model_id(stack: Stack) -> None:
+    selector = {"repositoryLocationName": "flip_pipelines", "repositoryName": "__repository__",
+                "sensorName": "training_queue_sensor"}
+    sensor = stack.graphql("query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }",
+                           {"s": selector})["sensorOrError"]
+    stop = stack.graphql("mutation($id: String!) { stopSensor(id: $id) { __typename ... on StopSensorMutationResult "
+                         "{ instigationState { status } } } }", {"id": sensor["id"]})["stopSensor"]
+    assert stop["instigationState"]["status"] == "STOPPED", stop
+    try:
+        model_id = _model_for_any_net(stack)
+        stack.cli("enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2")
+        client = DagsterGraphQLClient("127.0.0.1", port_number=stack.port)
+        run_id = client.submit_job_execution(
+            "train_model", run_config={"ops": {"resolve_backend": {"config": {"model_id": str(model_id)}}}})
+        status = wait_until(
+            lambda: (s := client.get_run_status(run_id)) in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) and s,
+            timeout=300, interval=2, what="the GraphQL-launched run")
+        assert status == DagsterRunStatus.SUCCESS, stack.log.read_text()[-3000:]
+        assert _finished(stack, model_id).status == JobStatus.COMPLETED
+    finally:
+        started = stack.graphql(
+            "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename } }", {"s": selector})
+        assert started["startSensor"]["__typename"] == "Sensor"
