@@ -368,16 +368,7 @@ def _claim_available_net(session: Session, *, lock_rows: bool) -> Claim | None:
         slot.status = NetStatus.BUSY
         slot.job_id = job.id
         session.add_all([job, slot])
-        return Claim(
-            scheduler_id=slot.id,
-            net_id=net.id,
-            net_name=net.name,
-            endpoint=net.endpoint,
-            fl_backend=net.fl_backend,
-            fl_job_id=job.id,
-            model_id=job.model_id,
-            trust_ids=trust_ids,
-        )
+        return _claim(slot, net, job, trust_ids)
 
 
 def claim_available_net(session: Session) -> Claim | None:
@@ -662,6 +653,34 @@ class NoNetAvailableError(ConflictError):
     """Every net is busy (or the named net is): nothing was queued or claimed."""
 
 
+def _lock_free_slot(session: Session, net_name: str | None) -> tuple[FLScheduler, FLNets]:
+    """Lock an AVAILABLE net's slot (the named net's, when given) for this transaction.
+
+    Raises:
+        NoNetAvailableError: no such net is free.
+    """
+    query = (
+        select(FLScheduler, FLNets)
+        .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
+        .where(FLScheduler.status == NetStatus.AVAILABLE)
+    )
+    if net_name:
+        query = query.where(FLNets.name == net_name)
+    locked = query.order_by(FLNets.name).limit(1).with_for_update(skip_locked=True, of=FLScheduler)
+    row = session.exec(locked).first()
+    if row is None:
+        where = f"net {net_name!r} is" if net_name else "no net is"
+        raise NoNetAvailableError(f"{where} free right now: queue the model instead (flip-pipelines enqueue)")
+    return row
+
+
+def _claim(slot: FLScheduler, net: FLNets, job: FLJob, trust_ids: Sequence[uuid.UUID]) -> Claim:
+    return Claim(
+        scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
+        fl_backend=net.fl_backend, fl_job_id=job.id, model_id=job.model_id, trust_ids=tuple(trust_ids),
+    )
+
+
 def enqueue_and_claim(
     session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID], net_name: str | None = None
 ) -> Claim:
@@ -683,31 +702,15 @@ def enqueue_and_claim(
         unaddressable = _unaddressable_trusts(session, trust_ids)
         if unaddressable:
             raise NotFoundError(f"trust(s) without an FL kit slot: {', '.join(map(str, unaddressable))}")
-        query = (
-            select(FLScheduler, FLNets)
-            .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
-            .where(FLScheduler.status == NetStatus.AVAILABLE)
-        )
-        if net_name:
-            query = query.where(FLNets.name == net_name)
-        locked = query.order_by(FLNets.name).limit(1).with_for_update(skip_locked=True, of=FLScheduler)
-        slot_row = session.exec(locked).first()
-        if slot_row is None:
-            where = f"net {net_name!r} is" if net_name else "no net is"
-            raise NoNetAvailableError(f"{where} free right now: queue the model instead (flip-pipelines enqueue)")
-        slot, net = slot_row
-        now = utcnow()
-        job = FLJob(model_id=model_id, status=JobStatus.IN_PROGRESS, started=now)
+        slot, net = _lock_free_slot(session, net_name)
+        job = FLJob(model_id=model_id, status=JobStatus.IN_PROGRESS, started=utcnow())
         session.add(job)
         session.flush()
         session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
         slot.status, slot.job_id = NetStatus.BUSY, job.id
         model.status = ModelStatus.INITIATED
         session.add_all([slot, model, ModelsAudit(model_id=model_id, action="QUEUED")])
-        return Claim(
-            scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
-            fl_backend=net.fl_backend, fl_job_id=job.id, model_id=model_id, trust_ids=tuple(trust_ids),
-        )
+        return _claim(slot, net, job, trust_ids)
 
 
 def claim_for_job(session: Session, fl_job_id: uuid.UUID) -> Claim:
@@ -727,10 +730,7 @@ def claim_for_job(session: Session, fl_job_id: uuid.UUID) -> Claim:
             raise NotFoundError(f"fl_job {fl_job_id} is {job.status.value} and holds no net")
         slot, net = row
         trust_ids = tuple(session.exec(select(FLJobTrust.trust_id).where(FLJobTrust.fl_job_id == fl_job_id)).all())
-        return Claim(
-            scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
-            fl_backend=net.fl_backend, fl_job_id=job.id, model_id=job.model_id, trust_ids=trust_ids,
-        )
+        return _claim(slot, net, job, trust_ids)
 
 
 def claim_available_nets(session: Session, limit: int) -> list[Claim]:
@@ -792,27 +792,12 @@ def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, net_name: s
         ).first()
         if job is None:
             raise NotFoundError(f"model {model_id} has no queued job: give trusts to queue one")
-        query = (
-            select(FLScheduler, FLNets)
-            .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
-            .where(FLScheduler.status == NetStatus.AVAILABLE)
-        )
-        if net_name:
-            query = query.where(FLNets.name == net_name)
-        locked = query.order_by(FLNets.name).limit(1).with_for_update(skip_locked=True, of=FLScheduler)
-        row = session.exec(locked).first()
-        if row is None:
-            where = f"net {net_name!r} is" if net_name else "no net is"
-            raise NoNetAvailableError(f"{where} free right now")
-        slot, net = row
+        slot, net = _lock_free_slot(session, net_name)
         job.status, job.started = JobStatus.IN_PROGRESS, utcnow()
         slot.status, slot.job_id = NetStatus.BUSY, job.id
         session.add_all([job, slot])
         trust_ids = tuple(session.exec(select(FLJobTrust.trust_id).where(FLJobTrust.fl_job_id == job.id)).all())
-        return Claim(
-            scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint,
-            fl_backend=net.fl_backend, fl_job_id=job.id, model_id=model_id, trust_ids=trust_ids,
-        )
+        return _claim(slot, net, job, trust_ids)
 
 
 def abort_model_jobs(session: Session, model_id: uuid.UUID, reason: str) -> tuple[int, list[FLJob]]:

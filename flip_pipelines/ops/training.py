@@ -23,6 +23,7 @@ from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.storage import FlipStorage
 
+HEARTBEAT_TAG = "flip/heartbeat"
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -265,6 +266,8 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, target: Train
     last: FLJobStatus | None = None
     with fl_api.client(target.claim.endpoint) as client:
         while True:
+            # the reconcile sensor reads this: a stale heartbeat means this run's worker died
+            context.instance.add_run_tags(context.run_id, {HEARTBEAT_TAG: str(int(time.time()))})
             try:
                 job = client.get_job(submitted.backend_job_id)
             except FLApiUnavailableError as exc:

@@ -1,5 +1,7 @@
 """Sensors that drive training from the queue table, and repair what failed runs leave behind."""
 
+import os
+import time
 import uuid
 from datetime import UTC, timedelta
 
@@ -10,6 +12,7 @@ from flip_pipelines.db.models import utcnow
 from flip_pipelines.domain.enums import FLJobStatus, ModelStatus
 from flip_pipelines.fl_api.client import FLApiError
 from flip_pipelines.jobs.training import resume_training, train_model
+from flip_pipelines.ops.training import HEARTBEAT_TAG
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 
@@ -20,6 +23,27 @@ ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.STARTED,
 ]
 UNSUBMITTED_GRACE = timedelta(minutes=2)
+
+
+def stale_heartbeat_seconds() -> float:
+    """How long a monitoring run may go without a heartbeat before it counts as dead (FLIP_MONITOR_STALE_SECONDS).
+
+    Dagster's default run launcher cannot tell that a run worker was killed, so the run would stay STARTED."""
+    return float(os.environ.get("FLIP_MONITOR_STALE_SECONDS", "120"))
+
+
+def _dead_monitoring_runs(instance: dg.DagsterInstance, records: list[dg.RunRecord]) -> list[dg.RunRecord]:
+    """Started runs whose monitor heartbeat (or start, before the first beat) is older than the threshold."""
+    now = time.time()
+    dead = []
+    for record in records:
+        if record.dagster_run.status != dg.DagsterRunStatus.STARTED:
+            continue
+        beat = record.dagster_run.tags.get(HEARTBEAT_TAG)
+        last = float(beat) if beat else (record.start_time or now)
+        if now - last > stale_heartbeat_seconds():
+            dead.append(record)
+    return dead
 
 
 def _tags(net: str, model_id: str, fl_job_id: str) -> dict[str, str]:
@@ -108,8 +132,15 @@ def training_reconcile_sensor(
         jobs = queue.in_progress_jobs(session)
     for job, net in jobs:
         active = context.instance.get_run_records(
-            dg.RunsFilter(tags={"flip/fl_job_id": str(job.id)}, statuses=ACTIVE_RUN_STATUSES), limit=1
+            dg.RunsFilter(tags={"flip/fl_job_id": str(job.id)}, statuses=ACTIVE_RUN_STATUSES)
         )
+        if job.fl_backend_job_id:
+            for record in _dead_monitoring_runs(context.instance, active):
+                context.instance.report_run_failed(
+                    record.dagster_run, f"no monitoring heartbeat for {stale_heartbeat_seconds():.0f}s: run worker lost"
+                )
+                notes.append(f"run {record.dagster_run.run_id} of fl_job {job.id} lost its worker: marked failed")
+                active = [r for r in active if r.dagster_run.run_id != record.dagster_run.run_id]
         if active or net is None:
             continue
         if not job.fl_backend_job_id:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
 from dagster import DagsterRunStatus
@@ -20,11 +21,15 @@ from flip_pipelines.db import queue
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.migrate import upgrade_database
 from flip_pipelines.db.models import FLJob, FLScheduler, Model
+from flip_pipelines.definitions import defs
 from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import list_keys
+from flip_pipelines.resources.database import QueueDatabase
+from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi
 from flip_pipelines_tests.fl_api.helpers import with_config
 
@@ -40,6 +45,7 @@ class Stack:
     env: dict[str, str]
     buckets: dict[str, str]
     log: Path
+    pid: int
 
     def session(self):  # type: ignore[no-untyped-def]
         return new_session(make_engine(self.url))
@@ -71,6 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         FLIP_S3_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID=s3_server.access_key,
         AWS_SECRET_ACCESS_KEY=s3_server.secret_key, FLIP_MODEL_BUCKET=buckets["models"],
         FLIP_BUNDLE_BUCKET=buckets["bundles"], FLIP_RESULTS_BUCKET=buckets["results"],
+        FLIP_MONITOR_STALE_SECONDS="15",
     )
     engine = make_engine(url)
     with new_session(engine) as session:
@@ -83,7 +90,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
     port = free_port()
     log = work / "dev.log"
     process = start_process([EXE, "dev", "--port", str(port)], log_path=log, env=env, cwd=REPO)
-    stack = Stack(url=url, port=port, env=env, buckets=buckets, log=log)
+    stack = Stack(url=url, port=port, env=env, buckets=buckets, log=log, pid=process.pid)
 
     def loaded() -> bool:
         data = stack.graphql("{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }")
@@ -96,13 +103,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         stop_pid(process.pid, first_signal=signal.SIGINT, timeout=30)
 
 
-def _model_for_any_net(stack: Stack, rounds: int = 2) -> uuid.UUID:
+def _model_for_any_net(stack: Stack, rounds: int = 2, **config: object) -> uuid.UUID:
     """A model whose files satisfy both backends (the queue has no net affinity, as FLIP's)."""
     with stack.session() as session:
         model_id = queue.add_model(session, f"m-{uuid.uuid4().hex[:6]}", "proj").id
     files = {**demo_model_files("nvflare_logreg"), **demo_model_files("flower_logreg")}
     folder = Path(stack.log.parent / f"model-{model_id}")
-    for rel, body in with_config(files, GLOBAL_ROUNDS=rounds).items():
+    for rel, body in with_config(files, GLOBAL_ROUNDS=rounds, **config).items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(body)
     stack.cli("models", "upload", str(model_id), str(folder))
@@ -161,3 +168,68 @@ def test_graphql_launch_with_only_a_model_id(stack: Stack) -> None:
         started = stack.graphql(
             "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename } }", {"s": selector})
         assert started["startSensor"]["__typename"] == "Sensor"
+
+
+def _runs(stack: Stack, fl_job_id: str) -> list[dict]:
+    data = stack.graphql(
+        "query($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { results { runId status "
+        "jobName tags { key value } } } } }", {"t": [{"key": "flip/fl_job_id", "value": fl_job_id}]})
+    return data["runsOrError"]["results"]
+
+
+def _run_worker_pid(stack: Stack) -> int | None:
+    """The run worker: the code server starts it with multiprocessing, so it is the one `spawn_main` descendant
+    of `flip-pipelines dev` that is not the resource tracker (the test has a single run in flight)."""
+    from flip_pipelines.local.processes import descendants
+
+    workers = []
+    for pid in descendants(stack.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "spawn_main" in command and "resource_tracker" not in command:
+            workers.append(pid)
+    return workers[0] if len(workers) == 1 else None
+
+
+def test_killed_run_worker_resumes_monitoring_and_completes(stack: Stack) -> None:
+    from flip_pipelines.local.processes import kill_tree
+
+    model_id = _model_for_any_net(stack, rounds=8, STEP_SLEEP_SECONDS=0.3)
+    stack.cli("enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2")
+
+    def monitoring() -> tuple[FLJob, dict] | None:
+        with stack.session() as session:
+            job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).first()
+        if job is None or not job.fl_backend_job_id:
+            return None
+        runs = [r for r in _runs(stack, str(job.id)) if any(t["key"] == "flip/heartbeat" for t in r["tags"])]
+        return (job, runs[0]) if runs else None
+
+    job, run = wait_until(monitoring, timeout=180, interval=1, what="the run to be monitoring")
+    pid = wait_until(lambda: _run_worker_pid(stack), timeout=30, what="the run worker process")
+    kill_tree(pid)
+    net = next(n for n in queue.list_nets(stack.session()) if n.fl_job_id == job.id)
+    with FLApiClient(net.endpoint, FL_API_TOKEN) as client:
+        backend = client.get_job(job.fl_backend_job_id)
+        assert backend is not None and backend.status.value in ("PENDING", "RUNNING"), "training goes on"
+        jobs_before = len(client.list_jobs())
+    done = wait_until(lambda: _finished(stack, model_id), timeout=300, interval=2, what="the resumed training")
+    assert done.status == JobStatus.COMPLETED and done.fl_backend_job_id == job.fl_backend_job_id
+    runs = {r["runId"]: r for r in _runs(stack, str(job.id))}
+    assert runs[run["runId"]]["status"] == "FAILURE"
+    resumed = [r for r in runs.values() if r["jobName"] == "resume_training"]
+    assert resumed and resumed[0]["status"] == "SUCCESS"
+    with stack.session() as session:
+        assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
+        assert {s.status for s in session.exec(select(FLScheduler))} == {NetStatus.AVAILABLE}
+    # re-executing the killed run's config finds the job done and submits nothing
+    with dg.instance_for_test() as instance:
+        again = defs.resolve_job_def("train_model").execute_in_process(
+            run_config={"ops": {"resolve_backend": {"config": {"model_id": str(model_id), "fl_job_id": str(job.id)}}}},
+            resources={"queue_db": QueueDatabase(url=stack.url), "fl_api": FLApiResource(token=FL_API_TOKEN)},
+            instance=instance, raise_on_error=False)
+    assert not again.success
+    with FLApiClient(net.endpoint, FL_API_TOKEN) as client:
+        assert len(client.list_jobs()) == jobs_before, "no second FL job"

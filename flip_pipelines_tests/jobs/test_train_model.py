@@ -218,3 +218,27 @@ def test_three_queued_jobs_on_one_net_run_one_after_another(
     assert order == [str(j) for j in jobs], "first queued, first trained"
     with hub.session() as session:
         assert {session.get(FLJob, j).status for j in jobs} == {JobStatus.COMPLETED}
+
+
+def test_nvflare_client_validation_is_strict_and_names_missing_clients(
+    database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
+) -> None:
+    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    with hub.session() as session:
+        queue.add_trust(session, "Trust_3", "site-3")  # provisioned on the FL server, never connected
+    model_id = _model(hub, s3_server, demo_model_files("nvflare_logreg"))
+    with dg.instance_for_test() as instance:
+        result = train_model.execute_in_process(
+            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_3"]),
+            resources=_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
+        )
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+        assert failure.step_key == "validate_clients"
+        assert failure.event_specific_data.user_failure_data.description == "Clients unavailable: site-3"
+        training_failure_sensor(dg.build_run_status_sensor_context(
+            sensor_name="training_failure_sensor", dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(), resources={"queue_db": QueueDatabase(url=hub.url)},
+        ).for_run_failure())
+    with hub.session() as session:
+        assert session.exec(select(FLScheduler)).one().status == NetStatus.AVAILABLE
+        assert session.get(Model, model_id).status == ModelStatus.ERROR
