@@ -555,9 +555,16 @@ def nvflare_down(workdir: Path) -> None:
               show_default=True, help="Dagster instance config copied into $DAGSTER_HOME.")
 @click.option("--workspace", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Dagster workspace file. Default: ./workspace.yaml, else this package's definitions module.")
+@click.option("--stack/--no-stack", default=True, show_default=True,
+              help="Also run local S3, an NVFlare net and a Flower net (with FL APIs), trusts and a demo model.")
 @pass_context
-def dev(obj: Context, host: str, port: int | None, instance_config: Path, workspace: Path | None) -> None:
-    """Migrate the queue database and start the Dagster UI, daemon and code location (embedded SQLite)."""
+def dev(obj: Context, host: str, port: int | None, instance_config: Path, workspace: Path | None,
+        stack: bool) -> None:
+    """Migrate the queue database and start the Dagster UI and daemon — with the whole local stack by default,
+    so `train_model` runs on embedded defaults. Ctrl-C stops everything."""
+    import signal
+    import subprocess
+
     from flip_pipelines.local.processes import free_port, port_is_open
 
     upgrade_database(obj.url)
@@ -567,25 +574,56 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
         shutil.copy(instance_config, home / "dagster.yaml")
     if port is None:
         port = 3000 if not port_is_open(3000, host) else free_port(host)
-    args = ["dagster", "dev", "-h", host, "-p", str(port)]
-    workspace = workspace or (Path("workspace.yaml") if Path("workspace.yaml").exists() else None)
-    args += ["-w", str(workspace)] if workspace else ["-m", "flip_pipelines.definitions"]
     env = {**os.environ, "DAGSTER_HOME": str(home), settings.DATABASE_URL_ENV: obj.url}
-    if not env.get("FLIP_FL_API_TOKEN"):
-        import secrets
+    env["FLIP_FL_API_TOKEN"] = env.get("FLIP_FL_API_TOKEN") or _local_token()
+    click.echo(f"queue database:  {_redacted(obj.url)}")
+    click.echo(f"DAGSTER_HOME:    {home}")
+    local_stack = None
 
-        token_file = settings.data_dir() / "fl_api_token"
-        if not token_file.exists():
-            token_file.write_text(secrets.token_urlsafe(24))
-            token_file.chmod(0o600)
-        env["FLIP_FL_API_TOKEN"] = token_file.read_text().strip()
-        click.echo(f"FL-API token:   in {token_file} (set FLIP_FL_API_TOKEN to use your own)")
-    click.echo(f"queue database: {_redacted(obj.url)}")
-    click.echo(f"DAGSTER_HOME:   {home}")
-    click.echo(f"Dagster UI:     http://{host}:{port}", err=False)
-    sys.stdout.flush()
-    dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
-    os.execve(dagster, [dagster, *args[1:]], env)
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    dagster_process = None
+    try:
+        if stack:
+            from flip_pipelines.local.stack import LocalStack
+
+            local_stack = LocalStack(data_dir=settings.data_dir() / "stack", database_url=obj.url,
+                                     token=env["FLIP_FL_API_TOKEN"], log=click.echo)
+            env.update(local_stack.start())
+            click.echo(f"demo model:      {local_stack.demo_model_id} — train it with: flip-pipelines enqueue "
+                       f"{local_stack.demo_model_id} --trust Trust_1 --trust Trust_2")
+        workspace = workspace or (Path("workspace.yaml") if Path("workspace.yaml").exists() else None)
+        target = ["-w", str(workspace)] if workspace else ["-m", "flip_pipelines.definitions"]
+        dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
+        click.echo(f"Dagster UI:      http://{host}:{port}")
+        sys.stdout.flush()
+        dagster_process = subprocess.Popen([dagster, "dev", "-h", host, "-p", str(port), *target], env=env)
+        dagster_process.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping ...")
+    finally:
+        if dagster_process is not None and dagster_process.poll() is None:
+            dagster_process.send_signal(signal.SIGINT)
+            try:
+                dagster_process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                dagster_process.kill()
+        if local_stack is not None:
+            local_stack.stop()
+
+
+def _local_token() -> str:
+    """A token for the local FL APIs, kept in the data folder so restarts agree with themselves."""
+    import secrets
+
+    token_file = settings.data_dir() / "fl_api_token"
+    if not token_file.exists():
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    return token_file.read_text().strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,23 +1,29 @@
-"""``flip-pipelines dev`` (what ``make dev`` runs): the Dagster UI comes up with our code location loaded."""
+"""`flip-pipelines dev` (what `make dev` runs): the whole local stack comes up, the demo model trains from a plain
+`enqueue`, and Ctrl-C (SIGINT) stops every process it started."""
 
+import json
 import os
+import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
-from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.processes import free_port, pid_alive, read_pids, start_process, stop_pid, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
+EXE = str(Path(sys.executable).parent / "flip-pipelines")
 
 LOCATION_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
     name loadStatus
     locationOrLoadError { __typename
       ... on PythonError { message }
-      ... on RepositoryLocation { repositories { name jobs { name } } } } } } } }
+      ... on RepositoryLocation { repositories { name jobs { name } sensors { name } } } } } } } }
 """
 
 pytestmark = pytest.mark.slow
@@ -27,30 +33,51 @@ def _location(port: int) -> dict | None:
     response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": LOCATION_QUERY}, timeout=5)
     entries = response.json()["data"]["workspaceOrError"]["locationEntries"]
     entry = next((e for e in entries if e["name"] == "flip_pipelines"), None)
-    if entry is None or entry["loadStatus"] != "LOADED":
-        return None
-    return entry
+    return entry if entry is not None and entry["loadStatus"] == "LOADED" else None
 
 
-def test_dev_starts_ui_with_code_location_loaded(tmp_path: Path) -> None:
+def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("FLIP_DATABASE_URL", "DAGSTER_HOME")}
-    env["FLIP_DATA_DIR"] = str(tmp_path / "data")
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIP_", "DAGSTER_HOME", "AWS_"))}
+    env["FLIP_DATA_DIR"] = str(data)
     log = tmp_path / "dev.log"
-    process = start_process(
-        [str(Path(sys.executable).parent / "flip-pipelines"), "dev", "--port", str(port)], log_path=log, env=env,
-        cwd=REPO,
-    )
+    process = start_process([EXE, "dev", "--port", str(port)], log_path=log, env=env, cwd=REPO)
+    stack_pids: list[int] = []
     try:
-        entry = wait_until(lambda: _location(port), timeout=120, interval=1, what="the flip_pipelines location")
-        output = log.read_text()
-        assert f"Dagster UI:     http://127.0.0.1:{port}" in output
+        entry = wait_until(lambda: _location(port), timeout=240, interval=1, what="the flip_pipelines location")
         location = entry["locationOrLoadError"]
         assert location["__typename"] == "RepositoryLocation", location
         jobs = {job["name"] for repo in location["repositories"] for job in repo["jobs"]}
-        assert "queue_watchdog" in jobs
-        assert (tmp_path / "data" / "flip.db").exists(), "dev migrates the embedded SQLite database"
-        assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").exists()
+        sensors = {s["name"] for repo in location["repositories"] for s in repo["sensors"]}
+        assert {"train_model", "abort_training", "resume_training"} <= jobs
+        assert {"training_queue_sensor", "training_failure_sensor", "training_reconcile_sensor"} <= sensors
+        output = log.read_text()
+        assert f"Dagster UI:      http://127.0.0.1:{port}" in output
+        model_id = re.search(r"demo model:\s+([0-9a-f-]{36})", output).group(1)  # type: ignore[union-attr]
+        for part in ("nvflare", "flower", "s3"):
+            stack_pids += read_pids(data / "stack" / part / "pids.json").values()
+        stack_pids += read_pids(data / "stack" / "s3" / "pids.json").values()
+
+        enqueue = subprocess.run([EXE, "enqueue", model_id, "--trust", "Trust_1", "--trust", "Trust_2"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+        assert enqueue.returncode == 0, enqueue.stderr
+        engine = sa.create_engine(f"sqlite:///{data / 'flip.db'}")
+
+        def finished() -> str | None:
+            with engine.connect() as connection:
+                row = connection.execute(sa.text("SELECT status FROM fl_job ORDER BY created DESC LIMIT 1")).first()
+            return row.status if row and row.status in ("COMPLETED", "DELETED") else None
+
+        assert wait_until(finished, timeout=300, interval=2, what="the demo training") == "COMPLETED"
+        with engine.connect() as connection:
+            status = connection.execute(sa.text("SELECT status FROM model WHERE name = 'demo-logreg'")).scalar_one()
+        engine.dispose()
+        assert status == "RESULTS_UPLOADED"
+        nets = json.loads(subprocess.run([EXE, "nets", "list", "--json"], env=env, capture_output=True,
+                                         text=True, timeout=60).stdout)
+        assert {(n["name"], n["status"]) for n in nets} == {("net-nvflare", "AVAILABLE"), ("net-flower", "AVAILABLE")}
     finally:
-        stop_pid(process.pid, first_signal=signal.SIGINT, timeout=30)
-    assert process.poll() is not None
+        stop_pid(process.pid, first_signal=signal.SIGINT, timeout=60)
+    assert "stopping" in log.read_text()
+    assert stack_pids and not [p for p in stack_pids if pid_alive(p)], "every server of the stack was stopped"

@@ -825,3 +825,29 @@ def abort_model_jobs(session: Session, model_id: uuid.UUID, reason: str) -> tupl
         session.add_all([model, ModelsAudit(model_id=model_id, action="STOPPED")])
         _log(session, model_id, reason, success=True, details={"fl_job_ids": [str(j.id) for j in jobs]})
         return len(queued), list(running)
+
+
+def upsert_net(session: Session, name: str, endpoint: str, fl_backend: FLBackend) -> FLNets:
+    """Register a net, or update an existing one's endpoint and backend (FLIP seeds nets this way, by name).
+
+    Raises:
+        ConflictError: another net already uses the endpoint.
+    """
+    endpoint = endpoint.strip().rstrip("/")
+    with transaction(session):
+        net = session.exec(select(FLNets).where(FLNets.name == name)).first()
+        if net is None:
+            clash = session.exec(select(FLNets).where(FLNets.endpoint == endpoint)).first()
+            if clash is not None:
+                raise ConflictError(f"net {clash.name} already uses endpoint {endpoint}")
+            net = FLNets(name=name, endpoint=endpoint, fl_backend=fl_backend)
+            session.add(net)
+            session.flush()
+            session.add(FLScheduler(net_id=net.id))
+        else:
+            clash = session.exec(select(FLNets).where(FLNets.endpoint == endpoint, FLNets.id != net.id)).first()
+            if clash is not None:
+                raise ConflictError(f"net {clash.name} already uses endpoint {endpoint}")
+            net.endpoint, net.fl_backend = endpoint, fl_backend
+            session.add(net)
+    return net

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until, write_pids
 
 DEFAULT_ACCESS_KEY = "flip-local"
 DEFAULT_SECRET_KEY = "flip-local-secret"  # a local development credential, not a secret
@@ -95,6 +95,7 @@ class LocalS3:
         ]
         process = start_process(args, log_path=self.workdir / "weed.log", env={**os.environ, "HOME": str(self.workdir)})
         self.pid = process.pid
+        write_pids(self.workdir / "pids.json", {"weed": process.pid})
 
         def ready() -> bool:
             if process.poll() is not None:
