@@ -79,7 +79,7 @@ def main() -> None:
             trusts = [queue.add_trust(session, f"Trust_{i}", f"site-{i}").id for i in (1, 2)]
             queue.add_net(session, "net-1", endpoint, FLBackend.NVFLARE)
         dagster_port = free_port()
-        dev = start_process([str(BIN / "flip-pipelines"), "dev", "--port", str(dagster_port)],
+        dev = start_process([str(BIN / "flip-pipelines"), "dev", "--no-stack", "--port", str(dagster_port)],
                             log_path=work / "dev.log", env=env, cwd=REPO)
         processes.append(dev.pid)
         wait_until(lambda: "LOADED" in httpx.post(f"http://127.0.0.1:{dagster_port}/graphql", json={

@@ -89,7 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
     engine.dispose()
     port = free_port()
     log = work / "dev.log"
-    process = start_process([EXE, "dev", "--port", str(port)], log_path=log, env=env, cwd=REPO)
+    process = start_process([EXE, "dev", "--no-stack", "--port", str(port)], log_path=log, env=env, cwd=REPO)
     stack = Stack(url=url, port=port, env=env, buckets=buckets, log=log, pid=process.pid)
 
     def loaded() -> bool:
