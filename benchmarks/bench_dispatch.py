@@ -123,7 +123,7 @@ def main() -> None:
                            timeout=300, interval=0.5, what="the net to be free again")
         engine.dispose()
         hand, pipe = statistics.median(by_hand), statistics.median(pipeline)
-        print(f"runs: {args.repeat}; NVFlare server + 2 sites, SeaweedFS, Dagster daemon (sensor interval 10 s)")
+        print(f"runs: {args.repeat}; NVFlare server + 2 sites, SeaweedFS, Dagster daemon (sensor interval 5 s)")
         print(f"by hand through the FL API (bundle, presign, upload, submit → RUNNING): {hand:.1f} s "
               f"(runs: {', '.join(f'{t:.1f}' for t in by_hand)})")
         print(f"flip_pipelines (enqueue → sensor → run → RUNNING):                    {pipe:.1f} s "
