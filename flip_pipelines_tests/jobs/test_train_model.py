@@ -242,3 +242,47 @@ def test_nvflare_client_validation_is_strict_and_names_missing_clients(
     with hub.session() as session:
         assert session.exec(select(FLScheduler)).one().status == NetStatus.AVAILABLE
         assert session.get(Model, model_id).status == ModelStatus.ERROR
+
+
+@pytest.mark.slow
+def test_reconcile_ends_jobs_stopped_outside_us_or_vanished(
+    database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
+) -> None:
+    """FLIP #1001/#727: a submitted job with no run, whose backend run was stopped outside us or is gone."""
+    from flip_pipelines.sensors.training import training_reconcile_sensor
+    from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status
+
+    hub = _hub(database_url, s3_server, {"net-a": (nvflare_fl_api.base_url, FLBackend.NVFLARE),
+                                          "net-b": (nvflare_fl_api.base_url.replace("127.0.0.1", "localhost"),
+                                                    FLBackend.NVFLARE)})
+    files = with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=50, STEP_SLEEP_SECONDS=0.2)
+    with hub.session() as session:
+        trusts = queue.get_trust_ids_by_names(session, ["Trust_1", "Trust_2"])
+        stopped_model = queue.add_model(session, "stopped-outside", "proj").id
+        vanished_model = queue.add_model(session, "vanished", "proj").id
+        stopped = queue.enqueue_and_claim(session, stopped_model, trusts)
+        vanished = queue.enqueue_and_claim(session, vanished_model, trusts)
+    _, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, files, model_id=str(stopped_model))
+    with nvflare_fl_api.client() as client:
+        client.upload_app(str(stopped_model), upload_request(urls, ["site-1", "site-2"]))
+        backend_job = client.submit_job(str(stopped_model))
+        client.abort_job(backend_job)  # someone stops it on the FL server directly
+        wait_for_status(client, backend_job, lambda s: s.value == "STOPPED", timeout=60, what="STOPPED")
+    with hub.session() as session:
+        queue.record_backend_job_id(session, stopped.fl_job_id, backend_job)
+        queue.record_backend_job_id(session, vanished.fl_job_id, "job-that-never-existed")
+    with dg.instance_for_test() as instance:
+        result = training_reconcile_sensor(dg.build_sensor_context(
+            instance=instance,
+            resources={"queue_db": QueueDatabase(url=hub.url), "fl_api": FLApiResource(token=nvflare_fl_api.token)},
+        ))
+    assert result.run_requests == []
+    with hub.session() as session:
+        for model_id in (stopped_model, vanished_model):
+            assert session.get(Model, model_id).status == ModelStatus.ERROR
+            job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).one()
+            assert job.status == JobStatus.COMPLETED
+        assert {s.status for s in session.exec(select(FLScheduler))} == {NetStatus.AVAILABLE}
+        reasons = [r.log for r in session.exec(select(FLLogs).where(FLLogs.success.is_(False)))]
+    assert any("STOPPED outside a monitoring run" in r for r in reasons)
+    assert any("vanished from the FL server" in r for r in reasons)
