@@ -73,6 +73,24 @@ class SubmittedJob:
     submitted_at: float
 
 
+TRANSIENT_S3_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
+                      "500", "502", "503", "504"}
+
+
+def s3_failure(exc: Exception, doing: str) -> Exception:
+    """An S3 error as the op should raise it: transient ones retried, permanent ones (403, 404, bad key) not."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in TRANSIENT_S3_CODES:
+            return dg.Failure(f"{doing} failed: S3 refused it ({code}): {exc}", allow_retries=False)
+        return dg.RetryRequested(max_retries=3, seconds_to_wait=2)
+    if isinstance(exc, BotoCoreError):  # connection errors and the like: the store may come back
+        return dg.RetryRequested(max_retries=3, seconds_to_wait=2)
+    return exc
+
+
 def model_asset(target: TrainingTarget, kind: str) -> dg.AssetKey:
     return dg.AssetKey(["flip", "model", str(target.claim.model_id), kind])
 
@@ -143,8 +161,7 @@ def validate_clients(context: dg.OpExecutionContext, target: TrainingTarget, fl_
     return target
 
 
-@dg.op(description="Copy the model's files and the backend's base application into the bundle prefix on S3.",
-       retry_policy=TRANSIENT_RETRY)
+@dg.op(description="Copy the model's files and the backend's base application into the bundle prefix on S3.")
 def bundle(context: dg.OpExecutionContext, target: TrainingTarget, storage: FlipStorage) -> BundledFiles:
     store = storage.bundle_store(log=context.log.info)
     model_id = str(target.claim.model_id)
@@ -152,6 +169,8 @@ def bundle(context: dg.OpExecutionContext, target: TrainingTarget, storage: Flip
         result = store.bundle(model_id, target.backend)
     except FlipError as exc:
         raise dg.Failure(f"bundling model {model_id} failed: {exc}", allow_retries=False) from exc
+    except Exception as exc:
+        raise s3_failure(exc, f"bundling model {model_id}") from exc
     table = pd.DataFrame(
         [{"file": s.dest, "from": s.origin, "source": s.source} for s in result.plan.steps]
     ).sort_values("file")
@@ -177,7 +196,12 @@ def bundle(context: dg.OpExecutionContext, target: TrainingTarget, storage: Flip
 
 @dg.op(description="Presign a GET URL for every bundle object (URLs stay in memory; logs show none).")
 def presign(context: dg.OpExecutionContext, bundled: BundledFiles, storage: FlipStorage) -> PresignedBundle:
-    urls = storage.bundle_store(log=context.log.info).presign(bundled.keys, storage.presign_ttl_seconds)
+    try:
+        urls = storage.bundle_store(log=context.log.info).presign(bundled.keys, storage.presign_ttl_seconds)
+    except FlipError as exc:
+        raise dg.Failure(f"presigning failed: {exc}", allow_retries=False) from exc
+    except Exception as exc:
+        raise s3_failure(exc, "presigning") from exc
     return PresignedBundle(keys=bundled.keys, urls=tuple(urls))
 
 

@@ -286,3 +286,30 @@ def test_reconcile_ends_jobs_stopped_outside_us_or_vanished(
         reasons = [r.log for r in session.exec(select(FLLogs).where(FLLogs.success.is_(False)))]
     assert any("STOPPED outside a monitoring run" in r for r in reasons)
     assert any("vanished from the FL server" in r for r in reasons)
+
+
+@pytest.mark.parametrize("problem", ["bad-credentials", "unreachable"])
+def test_s3_errors_permanent_fail_at_once_transient_are_retried(
+    problem: str, database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
+) -> None:
+    from flip_pipelines.local.processes import free_port
+
+    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    model_id = _model(hub, s3_server, demo_model_files("nvflare_logreg"))
+    endpoint = s3_server.endpoint_url if problem == "bad-credentials" else f"http://127.0.0.1:{free_port()}"
+    broken = FlipS3Resource(endpoint_url=endpoint, region_name=s3_server.region, max_attempts=1,
+                            aws_access_key_id=s3_server.access_key, aws_secret_access_key="not-the-secret")
+    storage = FlipStorage(s3=broken, model_bucket=hub.storage.model_bucket, bundle_bucket=hub.storage.bundle_bucket,
+                          results_bucket=hub.storage.results_bucket)
+    resources = {**_resources(hub, nvflare_fl_api), "storage": storage}
+    with dg.instance_for_test() as instance:
+        result = train_model.execute_in_process(run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+                                                resources=resources, instance=instance, raise_on_error=False)
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "bundle"
+    if problem == "bad-credentials":
+        assert retries == [] and "S3 refused it" in failure.event_specific_data.user_failure_data.description
+    else:
+        assert len(retries) == 3, "a store that cannot be reached is retried"
