@@ -2,7 +2,7 @@ import logging
 
 from flip_pipelines.domain.redact import RedactingFilter, redact_text, redact_url
 
-URL = "http://127.0.0.1:9000/b/m/app/custom/x.py?X-Amz-Algorithm=AWS4&X-Amz-Signature=abcdef0123456789abcdef"
+URL = "http://127.0.0.1:9000/b/m/app/custom/x.py?X-Amz-Algorithm=AWS4&X-Amz-Signature=FAKE-signature-for-redaction-tests"
 
 
 def test_redact_url_and_text() -> None:
