@@ -313,3 +313,37 @@ def test_s3_errors_permanent_fail_at_once_transient_are_retried(
         assert retries == [] and "S3 refused it" in failure.event_specific_data.user_failure_data.description
     else:
         assert len(retries) == 3, "a store that cannot be reached is retried"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("fault", ["fl-api-down-at-upload", "submit-answer-lost"])
+def test_transient_fl_api_failures_are_retried_and_submit_once(
+    fault: str, database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
+) -> None:
+    """A real proxy in front of the real FL API answers 503: before the upload reaches it (the service was
+    down), or after the submission did (the answer was lost). The op retries; the FL server runs one job."""
+    from flip_pipelines_tests.flaky_proxy import FlakyProxy
+
+    proxy = (FlakyProxy(nvflare_fl_api.base_url, "/upload_app/", failures=2) if fault == "fl-api-down-at-upload"
+             else FlakyProxy(nvflare_fl_api.base_url, "/submit_job/", failures=1, forward_first=True))
+    with nvflare_fl_api.client() as client:
+        jobs_before = {j.job_id for j in client.list_jobs()}
+    with proxy.running():
+        hub = _hub(database_url, s3_server, {"net-1": (proxy.url, FLBackend.NVFLARE)})
+        model_id = _model(hub, s3_server, with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=1))
+        with dg.instance_for_test() as instance:
+            result = train_model.execute_in_process(
+                run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+                resources=_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
+            )
+    assert result.success, result.get_run_failure_event()
+    retries = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(proxy.failed) == proxy.failures and retries == ["submit"] * proxy.failures
+    with nvflare_fl_api.client() as client:
+        new_jobs = [j for j in client.list_jobs() if j.job_id not in jobs_before]
+    with hub.session() as session:
+        job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).one()
+        assert job.status == JobStatus.COMPLETED
+        assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
+    assert [j.job_id for j in new_jobs] == [job.fl_backend_job_id], "exactly one FL job on the server"
