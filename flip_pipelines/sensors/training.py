@@ -90,6 +90,7 @@ def _failure_reason(context: dg.RunFailureSensorContext) -> str:
 
 @dg.run_failure_sensor(
     monitored_jobs=[train_model],
+    minimum_interval_seconds=5,  # a failed run's net goes back to the queue within a daemon loop, not 30 s
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="A training run failed before submitting: the job is DELETED, the model ERROR, the net freed.",
 )
