@@ -5,7 +5,6 @@ nets. `flip-pipelines enqueue` alone must lead to trained models.
 The stack starts with the NVFlare net only; the tests that need two nets add the Flower net, so the one-net tests
 come first in this module."""
 
-import json
 import os
 import signal
 import subprocess
@@ -37,7 +36,7 @@ from flip_pipelines.resources.bundles import list_keys
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi
-from flip_pipelines_tests.fl_api.helpers import with_config
+from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status, with_config
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -233,16 +232,26 @@ def test_abort_training_launched_like_the_launchpad_stops_a_running_job(stack: S
     assert _runs(stack, second) == [], "the dequeued job never started a run"
 
 
-def test_abort_command_stops_a_job_still_pending_on_the_fl_server(stack: Stack) -> None:
-    """A model asking for a GPU the sites lack: NVFlare keeps the job SUBMITTED (PENDING) while it retries."""
+def test_abort_command_stops_a_job_still_pending_on_the_fl_server(stack: Stack, s3_server: LocalS3) -> None:
+    """The FL server runs one job at a time (the session's deployment) and is busy with a job another client
+    submitted directly, so ours waits SUBMITTED (PENDING) on it."""
     _one_net(stack)
-    gpu = {"resource_spec": {"site-1": {"num_of_gpus": 1, "mem_per_gpu_in_GiB": 1}}}
-    model_id = _upload_model(stack, {**demo_model_files("nvflare_logreg"), "meta.json": json.dumps(gpu).encode()})
-    fl_job_id = _enqueue(stack, model_id)
-    backend_job_id = wait_until(lambda: _backend_job_in(stack, fl_job_id, "PENDING"), timeout=120, interval=0.5,
-                                what="the FL job to be pending")
-    assert "STOPPED" in stack.cli("abort", str(model_id))
-    assert _wait_until_stopped(stack, backend_job_id) == "STOPPED"
+    files = with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=50, STEP_SLEEP_SECONDS=0.2)
+    blocker, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, files)
+    with FLApiClient(_nvflare_endpoint(stack), FL_API_TOKEN) as api:
+        api.upload_app(blocker, upload_request(urls, ["site-1", "site-2"]))
+        blocker_job = api.submit_job(blocker)
+        try:
+            wait_for_status(api, blocker_job, lambda s: s.value == "RUNNING", timeout=60, what="the other job")
+            model_id = _model_for_any_net(stack, rounds=1)
+            fl_job_id = _enqueue(stack, model_id)
+            backend_job_id = wait_until(lambda: _backend_job_in(stack, fl_job_id, "PENDING"), timeout=120,
+                                        interval=0.5, what="our FL job to be pending")
+            assert "STOPPED" in stack.cli("abort", str(model_id))
+            assert _wait_until_stopped(stack, backend_job_id) == "STOPPED"
+        finally:
+            api.abort_job(blocker_job)
+        assert _wait_until_stopped(stack, blocker_job) == "STOPPED"
     client = DagsterGraphQLClient("127.0.0.1", port_number=stack.port)
     _wait_for_run(client, _runs(stack, fl_job_id)[0]["runId"], timeout=60)
     with stack.session() as session:

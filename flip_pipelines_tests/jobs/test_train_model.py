@@ -186,40 +186,6 @@ def test_launch_without_a_free_net_fails_clearly_and_writes_nothing(
         assert session.exec(select(FLJob).where(FLJob.model_id == model_id)).all() == []
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SKIP LOCKED claims; SQLite is covered above
-def test_three_queued_jobs_on_one_net_run_one_after_another(
-    database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
-    files = with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=1)
-    models = [_model(hub, s3_server, files) for _ in range(3)]
-    with hub.session() as session:
-        trusts = queue.get_trust_ids_by_names(session, ["Trust_1", "Trust_2"])
-        jobs = [queue.add_fl_job(session, m, trusts).id for m in models]
-    order = []
-    with dg.instance_for_test() as instance:
-        def tick():  # type: ignore[no-untyped-def]
-            return training_queue_sensor(dg.build_sensor_context(
-                instance=instance, resources={"queue_db": QueueDatabase(url=hub.url)}))
-
-        for _ in jobs:
-            result = tick()
-            assert len(result.run_requests) == 1, "one net: one run at a time"
-            request = result.run_requests[0]
-            assert tick().skip_reason.skip_message == "every net is busy"
-            run_config = {**request.run_config,
-                          "ops": {**request.run_config["ops"], "monitor": {"config": {"poll_interval_seconds": 1.0}}}}
-            run = train_model.execute_in_process(run_config=run_config, resources=_resources(hub, nvflare_fl_api),
-                                                 instance=instance, tags=request.tags)
-            assert run.success
-            order.append(request.tags["flip/fl_job_id"])
-        assert tick().skip_reason.skip_message == "no queued job"
-    assert order == [str(j) for j in jobs], "first queued, first trained"
-    with hub.session() as session:
-        assert {session.get(FLJob, j).status for j in jobs} == {JobStatus.COMPLETED}
-
-
 def test_nvflare_client_validation_is_strict_and_names_missing_clients(
     database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
 ) -> None:
