@@ -120,7 +120,7 @@ def s3_bucket(s3_server: LocalS3) -> str:
 @pytest.fixture(scope="session")
 def nvflare_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LocalNVFlare"]:
     """A real NVFlare server + site-1 + site-2 (site-3 provisioned, never started), with short heartbeat and
-    scheduling settings so failures surface within a test's deadline, running one job at a time."""
+    scheduling settings so failures surface within a test's deadline, running two jobs at a time."""
     from flip_pipelines.local.nvflare import LocalNVFlare
     from flip_pipelines.local.processes import free_port
 
@@ -131,8 +131,8 @@ def nvflare_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Lo
         spare_sites=1,
         heart_beat_timeout=15,
         dead_client_grace=5,
-        # one job at a time, as a net runs one: a second job waits SUBMITTED (PENDING), which tests rely on
-        scheduler_args={"max_jobs": 1, "max_schedule_count": 4, "min_schedule_interval": 1},
+        # two jobs at a time: a third waits SUBMITTED (PENDING), which the daemon's abort test relies on
+        scheduler_args={"max_jobs": 2, "max_schedule_count": 4, "min_schedule_interval": 1},
     )
     deployment.provision()
     try:

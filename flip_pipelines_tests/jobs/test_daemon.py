@@ -233,16 +233,19 @@ def test_abort_training_launched_like_the_launchpad_stops_a_running_job(stack: S
 
 
 def test_abort_command_stops_a_job_still_pending_on_the_fl_server(stack: Stack, s3_server: LocalS3) -> None:
-    """The FL server runs one job at a time (the session's deployment) and is busy with a job another client
-    submitted directly, so ours waits SUBMITTED (PENDING) on it."""
+    """The FL server runs two jobs at a time (the session's deployment) and both slots are taken by jobs another
+    client submitted directly, so ours waits SUBMITTED (PENDING) on it."""
     _one_net(stack)
     files = with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=50, STEP_SLEEP_SECONDS=0.2)
-    blocker, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, files)
+    blockers = []
     with FLApiClient(_nvflare_endpoint(stack), FL_API_TOKEN) as api:
-        api.upload_app(blocker, upload_request(urls, ["site-1", "site-2"]))
-        blocker_job = api.submit_job(blocker)
         try:
-            wait_for_status(api, blocker_job, lambda s: s.value == "RUNNING", timeout=60, what="the other job")
+            for _ in range(2):
+                other, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, files)
+                api.upload_app(other, upload_request(urls, ["site-1", "site-2"]))
+                blockers.append(api.submit_job(other))
+            for job in blockers:
+                wait_for_status(api, job, lambda s: s.value == "RUNNING", timeout=90, what="the other jobs")
             model_id = _model_for_any_net(stack, rounds=1)
             fl_job_id = _enqueue(stack, model_id)
             backend_job_id = wait_until(lambda: _backend_job_in(stack, fl_job_id, "PENDING"), timeout=120,
@@ -250,8 +253,9 @@ def test_abort_command_stops_a_job_still_pending_on_the_fl_server(stack: Stack, 
             assert "STOPPED" in stack.cli("abort", str(model_id))
             assert _wait_until_stopped(stack, backend_job_id) == "STOPPED"
         finally:
-            api.abort_job(blocker_job)
-        assert _wait_until_stopped(stack, blocker_job) == "STOPPED"
+            for job in blockers:
+                api.abort_job(job)
+        assert [_wait_until_stopped(stack, job) for job in blockers] == ["STOPPED", "STOPPED"]
     client = DagsterGraphQLClient("127.0.0.1", port_number=stack.port)
     _wait_for_run(client, _runs(stack, fl_job_id)[0]["runId"], timeout=60)
     with stack.session() as session:

@@ -79,6 +79,7 @@ def _run_config(model_id: uuid.UUID, **resolve: object) -> dict[str, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: the daemon tests train on it
 @pytest.mark.parametrize("backend", [FLBackend.NVFLARE, FLBackend.FLOWER])
 def test_launchpad_run_with_model_id_and_trusts_trains_to_completion(
     backend: FLBackend, database_url: str, s3_server: LocalS3, request: pytest.FixtureRequest
@@ -291,7 +292,7 @@ def test_transient_fl_api_failures_are_retried_and_submit_once(
     down), or after the submission did (the answer was lost). The op retries; the FL server runs one job."""
     from flip_pipelines_tests.flaky_proxy import FlakyProxy
 
-    proxy = (FlakyProxy(nvflare_fl_api.base_url, "/upload_app/", failures=2) if fault == "fl-api-down-at-upload"
+    proxy = (FlakyProxy(nvflare_fl_api.base_url, "/upload_app/", failures=1) if fault == "fl-api-down-at-upload"
              else FlakyProxy(nvflare_fl_api.base_url, "/submit_job/", failures=1, forward_first=True))
     with nvflare_fl_api.client() as client:
         jobs_before = {j.job_id for j in client.list_jobs()}

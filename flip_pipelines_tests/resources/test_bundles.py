@@ -203,9 +203,10 @@ def test_presigned_urls_download_identical_bytes_and_expire(
     for key, url in zip(result.keys, urls, strict=True):
         assert "X-Amz-Signature=" in url
         assert httpx.get(url).content == read(store, store.bundle_bucket, key)
-    short = store.presign(result.keys[:1], ttl_seconds=1)[0]
+    # X-Amz-Date has whole seconds, so a URL lives between ttl-1 and ttl seconds
+    short = store.presign(result.keys[:1], ttl_seconds=4)[0]
     assert httpx.get(short).status_code == 200
-    wait_until(lambda: httpx.get(short).status_code == 403, timeout=15, what="the presigned URL to expire")
+    wait_until(lambda: httpx.get(short).status_code == 403, timeout=20, what="the presigned URL to expire")
     # the whole log, including boto3's DEBUG output and httpx's request lines for the downloads above
     assert "HTTP Request: GET" in caplog.text
     assert "X-Amz-Signature" not in caplog.text and "X-Amz-Credential" not in caplog.text
