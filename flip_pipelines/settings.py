@@ -61,3 +61,9 @@ def presign_ttl_seconds() -> int:
 
 def max_model_file_bytes() -> int:
     return int(_env("FLIP_MAX_MODEL_FILE_BYTES", str(5 * 1024**3)))
+
+
+def reconcile_interval_seconds() -> int:
+    """How often the reconcile sensor checks in-progress jobs against their FL servers (read when the code
+    location loads)."""
+    return int(_env("FLIP_RECONCILE_INTERVAL_SECONDS", "30"))

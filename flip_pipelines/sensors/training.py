@@ -7,6 +7,7 @@ from datetime import UTC, timedelta
 
 import dagster as dg
 
+from flip_pipelines import settings
 from flip_pipelines.db import queue
 from flip_pipelines.db.models import utcnow
 from flip_pipelines.domain.enums import FLJobStatus, ModelStatus
@@ -118,7 +119,7 @@ def training_failure_sensor(context: dg.RunFailureSensorContext, queue_db: Queue
 
 @dg.sensor(
     jobs=[resume_training],
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.reconcile_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Frees stale nets; resumes monitoring submitted jobs whose run died; ends jobs whose backend "
                 "run failed, was stopped outside us, or vanished.",

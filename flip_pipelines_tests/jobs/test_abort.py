@@ -38,7 +38,8 @@ def _submitted_job(hub, s3: LocalS3, api: RunningFLApi, files: dict[str, bytes],
     return model.id, backend_job_id, second.id
 
 
-# RUNNING is aborted through the real daemon in test_daemon.py; PENDING here on both queue databases
+# RUNNING and PENDING are also aborted through the real daemon on PostgreSQL in test_daemon.py
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: the daemon tests abort on it
 @pytest.mark.parametrize("phase", ["PENDING"])
 def test_abort_training_stops_backend_job_and_frees_the_net(
     phase: str, database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
