@@ -61,9 +61,10 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--workers", type=int, default=16, help="parallel copies")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs of each method")
+    parser.add_argument("--volume-mb", type=int, default=32, help="SeaweedFS volume size limit")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    server = LocalS3()
+    server = LocalS3(volume_size_limit_mb=args.volume_mb)
     server.start()
     try:
         # the client the pipeline uses (FlipS3Resource): SigV4 and a connection pool sized for parallel copies

@@ -39,6 +39,8 @@ class LocalS3:
     secret_key: str = DEFAULT_SECRET_KEY
     region: str = "us-east-1"
     port: int = 0
+    # small volumes keep test disks small; a benchmark moving gigabytes wants fewer, larger ones
+    volume_size_limit_mb: int = 32
     pid: int | None = None
     _owns_workdir: bool = field(default=False, repr=False)
 
@@ -86,7 +88,7 @@ class LocalS3:
             weed_binary(), "server",
             f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
-            "-master.volumeSizeLimitMB=32",
+            f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
             f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}", "-volume.max=400",
             "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer.grpc']}",
             "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={ports['s3.grpc']}", f"-s3.config={config}",
