@@ -67,3 +67,10 @@ def reconcile_interval_seconds() -> int:
     """How often the reconcile sensor checks in-progress jobs against their FL servers (read when the code
     location loads)."""
     return int(_env("FLIP_RECONCILE_INTERVAL_SECONDS", "30"))
+
+
+def stale_heartbeat_seconds() -> float:
+    """How long a monitoring run may go without a heartbeat before it counts as dead (FLIP_MONITOR_STALE_SECONDS).
+
+    Dagster's default run launcher cannot tell that a run worker was killed, so the run would stay STARTED."""
+    return float(_env("FLIP_MONITOR_STALE_SECONDS", "120"))

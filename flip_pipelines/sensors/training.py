@@ -1,6 +1,5 @@
 """Sensors that drive training from the queue table, and repair what failed runs leave behind."""
 
-import os
 import time
 import uuid
 from datetime import UTC, timedelta
@@ -26,13 +25,6 @@ ACTIVE_RUN_STATUSES = [
 UNSUBMITTED_GRACE = timedelta(minutes=2)
 
 
-def stale_heartbeat_seconds() -> float:
-    """How long a monitoring run may go without a heartbeat before it counts as dead (FLIP_MONITOR_STALE_SECONDS).
-
-    Dagster's default run launcher cannot tell that a run worker was killed, so the run would stay STARTED."""
-    return float(os.environ.get("FLIP_MONITOR_STALE_SECONDS", "120"))
-
-
 def _dead_monitoring_runs(instance: dg.DagsterInstance, records: list[dg.RunRecord]) -> list[dg.RunRecord]:
     """Started runs whose monitor heartbeat (or start, before the first beat) is older than the threshold."""
     now = time.time()
@@ -42,7 +34,7 @@ def _dead_monitoring_runs(instance: dg.DagsterInstance, records: list[dg.RunReco
             continue
         beat = record.dagster_run.tags.get(HEARTBEAT_TAG)
         last = float(beat) if beat else (record.start_time or now)
-        if now - last > stale_heartbeat_seconds():
+        if now - last > settings.stale_heartbeat_seconds():
             dead.append(record)
     return dead
 
@@ -138,8 +130,9 @@ def training_reconcile_sensor(
         )
         if job.fl_backend_job_id:
             for record in _dead_monitoring_runs(context.instance, active):
+                silence = settings.stale_heartbeat_seconds()
                 context.instance.report_run_failed(
-                    record.dagster_run, f"no monitoring heartbeat for {stale_heartbeat_seconds():.0f}s: run worker lost"
+                    record.dagster_run, f"no monitoring heartbeat for {silence:.0f}s: run worker lost"
                 )
                 notes.append(f"run {record.dagster_run.run_id} of fl_job {job.id} lost its worker: marked failed")
                 active = [r for r in active if r.dagster_run.run_id != record.dagster_run.run_id]
