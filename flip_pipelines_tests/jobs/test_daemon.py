@@ -63,6 +63,9 @@ class Stack:
                               timeout=30)
         return response.json()["data"]
 
+    def dagster(self) -> DagsterGraphQLClient:
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port)
+
     def cli(self, *args: str) -> str:
         result = subprocess.run([EXE, *args], env=self.env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
@@ -174,8 +177,8 @@ def _backend_job_in(stack: Stack, fl_job_id: str, status: str) -> str | None:
 
 def _wait_until_stopped(stack: Stack, backend_job_id: str) -> str:
     with FLApiClient(_nvflare_endpoint(stack), FL_API_TOKEN) as api:
-        job = wait_until(lambda: (j := api.get_job(backend_job_id)).status.value not in ("RUNNING", "PENDING") and j,
-                         timeout=60, interval=1, what="the FL job to stop")
+        job = wait_for_status(api, backend_job_id, lambda s: s.value not in ("RUNNING", "PENDING"), timeout=60,
+                              what="the FL job to stop")
     return job.status.value
 
 
@@ -219,7 +222,7 @@ def test_abort_training_launched_like_the_launchpad_stops_a_running_job(stack: S
     second = _enqueue(stack, model_id)  # waits behind the first: the abort dequeues it
     backend_job_id = wait_until(lambda: _backend_job_in(stack, first, "RUNNING"), timeout=180, interval=1,
                                 what="the FL job to run")
-    client = DagsterGraphQLClient("127.0.0.1", port_number=stack.port)
+    client = stack.dagster()
     run_id = client.submit_job_execution(
         "abort_training", run_config={"ops": {"abort_model": {"config": {"model_id": str(model_id)}}}})
     assert _wait_for_run(client, run_id) == DagsterRunStatus.SUCCESS, stack.log.read_text()[-3000:]
@@ -256,7 +259,7 @@ def test_abort_command_stops_a_job_still_pending_on_the_fl_server(stack: Stack, 
             for job in blockers:
                 api.abort_job(job)
         assert [_wait_until_stopped(stack, job) for job in blockers] == ["STOPPED", "STOPPED"]
-    client = DagsterGraphQLClient("127.0.0.1", port_number=stack.port)
+    client = stack.dagster()
     _wait_for_run(client, _runs(stack, fl_job_id)[0]["runId"], timeout=60)
     with stack.session() as session:
         assert session.get(Model, model_id).status == ModelStatus.STOPPED
@@ -301,7 +304,7 @@ def test_graphql_launch_with_only_a_model_id(stack: Stack) -> None:
     try:
         model_id = _model_for_any_net(stack)
         _enqueue(stack, model_id)
-        client = DagsterGraphQLClient("127.0.0.1", port_number=stack.port)
+        client = stack.dagster()
         run_id = client.submit_job_execution(
             "train_model", run_config={"ops": {"resolve_backend": {"config": {"model_id": str(model_id)}}}})
         assert _wait_for_run(client, run_id) == DagsterRunStatus.SUCCESS, stack.log.read_text()[-3000:]
@@ -360,7 +363,7 @@ def test_killed_run_worker_resumes_monitoring_and_completes(stack: Stack) -> Non
     resumed = [r for r in runs.values() if r["jobName"] == "resume_training"]
     assert len(resumed) == 1, runs
     # the job is recorded COMPLETED a moment before the run itself ends
-    client = DagsterGraphQLClient("127.0.0.1", port_number=stack.port)
+    client = stack.dagster()
     assert _wait_for_run(client, resumed[0]["runId"], timeout=60) == DagsterRunStatus.SUCCESS
     with stack.session() as session:
         assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
