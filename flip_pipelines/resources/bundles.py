@@ -80,14 +80,26 @@ def list_keys(client: Any, bucket: str, prefix: str) -> dict[str, int]:
     return found
 
 
-def delete_prefix(client: Any, bucket: str, prefix: str) -> int:
-    keys = list(list_keys(client, bucket, prefix))
-    for start in range(0, len(keys), 1000):
-        batch = [{"Key": k} for k in keys[start : start + 1000]]
-        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+def delete_prefix(client: Any, bucket: str, prefix: str, *, batch_size: int = 250, max_workers: int = 8) -> int:
+    """Delete every object under ``prefix``; the number deleted.
+
+    DeleteObjects takes up to 1,000 keys, but a store works through one request's keys in turn, so smaller
+    batches sent side by side empty a 2,000-object bundle in about half the time (measured on SeaweedFS).
+
+    Raises:
+        RuntimeError: the store refused to delete a key (the first refusal is named).
+    """
+
+    def delete_batch(keys: list[str]) -> None:
+        response = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
         if response.get("Errors"):
             first = response["Errors"][0]
             raise RuntimeError(f"could not empty s3://{bucket}/{prefix}: {first.get('Key')}: {first.get('Message')}")
+
+    keys = list(list_keys(client, bucket, prefix))
+    batches = [keys[start : start + batch_size] for start in range(0, len(keys), batch_size)]
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        list(pool.map(delete_batch, batches))
     return len(keys)
 
 

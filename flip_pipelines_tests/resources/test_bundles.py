@@ -22,7 +22,7 @@ from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.fl_api.base_apps import template_sources
 from flip_pipelines.local.processes import wait_until
 from flip_pipelines.local.s3 import LocalS3
-from flip_pipelines.resources.bundles import BundleStore, list_keys, sync_templates
+from flip_pipelines.resources.bundles import BundleStore, delete_prefix, list_keys, sync_templates
 
 NVFLARE_STANDARD = {
     "trainer.py": b"def train(weights, context):\n    return weights, 1, {}\n",
@@ -115,6 +115,20 @@ def test_rebundling_replaces_the_previous_bundle(store: BundleStore) -> None:
     assert not any(k.endswith("lib/util.py") for k in keys), "no stale keys survive a re-bundle"
     assert read(store, store.bundle_bucket, f"{model_id}/app_client/custom/trainer.py") == b"# v2\n"
     assert len(keys) == len(expected_bundle(FLBackend.NVFLARE, JobType.STANDARD, NVFLARE_STANDARD)) - 2
+
+
+def test_emptying_a_prefix_in_parallel_batches_leaves_its_neighbours(store: BundleStore) -> None:
+    model_id, neighbour = str(uuid.uuid4()), str(uuid.uuid4())
+    for name in (f"{model_id}/k{i}" for i in range(7)):
+        store.client.put_object(Bucket=store.bundle_bucket, Key=name, Body=b"x")
+    store.client.put_object(Bucket=store.bundle_bucket, Key=f"{neighbour}/k0", Body=b"kept")
+    store.client.put_object(Bucket=store.bundle_bucket, Key=f"{model_id}x/k0", Body=b"kept")
+
+    assert delete_prefix(store.client, store.bundle_bucket, f"{model_id}/", batch_size=2, max_workers=3) == 7
+
+    assert list_keys(store.client, store.bundle_bucket, f"{model_id}/") == {}
+    assert read(store, store.bundle_bucket, f"{neighbour}/k0") == b"kept"
+    assert read(store, store.bundle_bucket, f"{model_id}x/k0") == b"kept"
 
 
 def _without(files: dict[str, bytes], *names: str) -> dict[str, bytes]:
