@@ -69,6 +69,12 @@ def reconcile_interval_seconds() -> int:
     return int(_env("FLIP_RECONCILE_INTERVAL_SECONDS", "30"))
 
 
+def monitor_poll_seconds() -> float:
+    """How often a training run asks its FL API for the job's status, unless the run's config says otherwise
+    (FLIP_MONITOR_POLL_SECONDS). Each poll also renews the run's heartbeat."""
+    return float(_env("FLIP_MONITOR_POLL_SECONDS", "5"))
+
+
 def stale_heartbeat_seconds() -> float:
     """How long a monitoring run may go without a heartbeat before it counts as dead (FLIP_MONITOR_STALE_SECONDS).
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
+from flip_pipelines import settings
 from flip_pipelines.db import queue
 from flip_pipelines.domain.enums import FLBackend, FLJobStatus, ModelStatus
 from flip_pipelines.domain.errors import FlipError
@@ -38,7 +40,8 @@ class TrainModelConfig(dg.Config):
 
 
 class MonitorConfig(dg.Config):
-    poll_interval_seconds: float = 5.0
+    poll_interval_seconds: float | None = Field(
+        default=None, gt=0, description="seconds between status polls; unset: FLIP_MONITOR_POLL_SECONDS (default 5)")
     deadline_seconds: float = 24 * 3600.0
 
 
@@ -287,6 +290,13 @@ def finish_training(context: dg.OpExecutionContext, target: TrainingTarget, subm
 def monitor(context: dg.OpExecutionContext, config: MonitorConfig, target: TrainingTarget, submitted: SubmittedJob,
             fl_api: FLApiResource, queue_db: QueueDatabase, storage: FlipStorage) -> str:
     deadline = time.monotonic() + config.deadline_seconds
+    interval = config.poll_interval_seconds or settings.monitor_poll_seconds()
+    if interval > (most := settings.stale_heartbeat_seconds() / 3):
+        # polls renew the heartbeat: slower polls would make the reconcile sensor take this run for dead
+        context.log.warning(f"poll interval {interval:g}s shortened to {most:g}s, a third of "
+                            "FLIP_MONITOR_STALE_SECONDS")
+        interval = most
+    context.log.info(f"polling {target.backend.value} job {submitted.backend_job_id} every {interval:g}s")
     last: FLJobStatus | None = None
     with fl_api.client(target.claim.endpoint) as client:
         while True:
@@ -310,7 +320,7 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, target: Train
                 finish_training(context, target, submitted, FLJobStatus.FAILED,
                                 f"no result within {config.deadline_seconds:.0f}s; the job was aborted",
                                 fl_api, queue_db, storage)
-            time.sleep(config.poll_interval_seconds)
+            time.sleep(interval)
 
 
 
