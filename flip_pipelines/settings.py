@@ -69,10 +69,12 @@ def reconcile_interval_seconds() -> int:
     return int(_env("FLIP_RECONCILE_INTERVAL_SECONDS", "30"))
 
 
-def monitor_poll_seconds() -> float:
-    """How often a training run asks its FL API for the job's status, unless the run's config says otherwise
-    (FLIP_MONITOR_POLL_SECONDS). Each poll also renews the run's heartbeat."""
-    return float(_env("FLIP_MONITOR_POLL_SECONDS", "5"))
+def monitor_poll_seconds(requested: float | None = None) -> float:
+    """Seconds between a training run's status polls: ``requested`` (the run's config), else
+    FLIP_MONITOR_POLL_SECONDS (default 5); at most a third of FLIP_MONITOR_STALE_SECONDS, because each poll renews
+    the run's heartbeat and slower polls would make the reconcile sensor take a live run for dead."""
+    interval = requested or float(_env("FLIP_MONITOR_POLL_SECONDS", "5"))
+    return min(interval, stale_heartbeat_seconds() / 3)
 
 
 def stale_heartbeat_seconds() -> float:

@@ -290,12 +290,10 @@ def finish_training(context: dg.OpExecutionContext, target: TrainingTarget, subm
 def monitor(context: dg.OpExecutionContext, config: MonitorConfig, target: TrainingTarget, submitted: SubmittedJob,
             fl_api: FLApiResource, queue_db: QueueDatabase, storage: FlipStorage) -> str:
     deadline = time.monotonic() + config.deadline_seconds
-    interval = config.poll_interval_seconds or settings.monitor_poll_seconds()
-    if interval > (most := settings.stale_heartbeat_seconds() / 3):
-        # polls renew the heartbeat: slower polls would make the reconcile sensor take this run for dead
-        context.log.warning(f"poll interval {interval:g}s shortened to {most:g}s, a third of "
+    interval = settings.monitor_poll_seconds(config.poll_interval_seconds)
+    if config.poll_interval_seconds and interval < config.poll_interval_seconds:
+        context.log.warning(f"poll interval {config.poll_interval_seconds:g}s shortened to {interval:g}s, a third of "
                             "FLIP_MONITOR_STALE_SECONDS")
-        interval = most
     context.log.info(f"polling {target.backend.value} job {submitted.backend_job_id} every {interval:g}s")
     last: FLJobStatus | None = None
     with fl_api.client(target.claim.endpoint) as client:
