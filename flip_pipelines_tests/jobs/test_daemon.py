@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -293,15 +294,40 @@ def test_enqueue_alone_trains_on_both_nets_at_once(stack: Stack, s3_server: Loca
             assert ("flip", "model", str(model_id), kind) in paths
 
 
+def _sensor_selector(sensor: str) -> dict[str, str]:
+    return {"repositoryLocationName": "flip_pipelines", "repositoryName": "__repository__", "sensorName": sensor}
+
+
+def _sensor_ticks(stack: Stack, sensor: str, since: float, statuses: list[str]) -> list[dict]:
+    found = stack.graphql(
+        "query($s: SensorSelector!, $after: Float, $statuses: [InstigationTickStatus!]) { sensorOrError("
+        "sensorSelector: $s) { ... on Sensor { sensorState { ticks(afterTimestamp: $after, statuses: $statuses) "
+        "{ timestamp status } } } } }", {"s": _sensor_selector(sensor), "after": since, "statuses": statuses})
+    return found["sensorOrError"]["sensorState"]["ticks"]
+
+
+def _wait_for_sensor_iteration_after(stack: Stack, since: float) -> None:
+    """Wait until a sensor stopped before ``since`` can no longer tick. The daemon reads which sensors run once
+    per iteration, so an iteration that read them just before the stop may still evaluate the stopped sensor (seen
+    once: it claimed the job this test enqueued). Two finished ticks of the 5 s failure sensor after ``since``
+    mean a whole iteration has begun since; and no queue sensor tick may still be in flight."""
+
+    def settled() -> bool:
+        done = _sensor_ticks(stack, "training_failure_sensor", since, ["SKIPPED", "SUCCESS", "FAILURE"])
+        return len(done) >= 2 and not _sensor_ticks(stack, "training_queue_sensor", since - 60, ["STARTED"])
+
+    wait_until(settled, timeout=60, interval=1, what="a sensor daemon iteration after the stop")
+
+
 def test_graphql_launch_with_only_a_model_id(stack: Stack) -> None:
-    selector = {"repositoryLocationName": "flip_pipelines", "repositoryName": "__repository__",
-                "sensorName": "training_queue_sensor"}
+    selector = _sensor_selector("training_queue_sensor")
     sensor = stack.graphql("query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }",
                            {"s": selector})["sensorOrError"]
     stop = stack.graphql("mutation($id: String!) { stopSensor(id: $id) { __typename ... on StopSensorMutationResult "
                          "{ instigationState { status } } } }", {"id": sensor["id"]})["stopSensor"]
     assert stop["instigationState"]["status"] == "STOPPED", stop
     try:
+        _wait_for_sensor_iteration_after(stack, time.time())
         model_id = _model_for_any_net(stack)
         _enqueue(stack, model_id)
         client = stack.dagster()
