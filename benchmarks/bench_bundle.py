@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flip_pipelines.domain.enums import FLBackend  # noqa: E402
 from flip_pipelines.local.s3 import LocalS3  # noqa: E402
 from flip_pipelines.resources.bundles import BundleStore, delete_prefix, list_keys  # noqa: E402
-from flip_pipelines.resources.s3 import FlipS3Resource  # noqa: E402
 
 REQUIRED = {
     "trainer.py": b"def train(weights, context):\n    return weights, 1, {}\n",
@@ -75,9 +74,7 @@ def main() -> None:
     server.start()
     try:
         # the client the pipeline uses (FlipS3Resource): SigV4 and a connection pool sized for parallel copies
-        client = FlipS3Resource(endpoint_url=server.endpoint_url, region_name=server.region,
-                                aws_access_key_id=server.access_key,
-                                aws_secret_access_key=server.secret_key).get_client()
+        client = server.resource().get_client()
         for bucket in ("bench-models", "bench-bundles"):
             client.create_bucket(Bucket=bucket)
         model_id = str(uuid.uuid4())

@@ -62,6 +62,13 @@ class LocalS3:
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
 
+    def resource(self):  # type: ignore[no-untyped-def]
+        """The pipeline's own S3 resource (``FlipS3Resource``) pointed at this server with its key."""
+        from flip_pipelines.resources.s3 import FlipS3Resource
+
+        return FlipS3Resource(endpoint_url=self.endpoint_url, region_name=self.region,
+                              aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
     def start(self, *, timeout: float = 60.0) -> str:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="flip-s3-"))

@@ -41,9 +41,7 @@ def _storage(s3: LocalS3) -> tuple[FlipStorage, str]:
     buckets = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in ("models", "bundles", "results")}
     for bucket in buckets.values():
         client.create_bucket(Bucket=bucket)
-    s3_resource = FlipS3Resource(endpoint_url=s3.endpoint_url, region_name=s3.region,
-                                 aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key)
-    return FlipStorage(s3=s3_resource, model_bucket=buckets["models"], bundle_bucket=buckets["bundles"],
+    return FlipStorage(s3=s3.resource(), model_bucket=buckets["models"], bundle_bucket=buckets["bundles"],
                        results_bucket=buckets["results"]), buckets["models"]
 
 

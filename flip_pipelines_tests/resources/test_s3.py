@@ -6,13 +6,10 @@ from typing import Any
 import httpx
 
 from flip_pipelines.local.s3 import LocalS3
-from flip_pipelines.resources.s3 import FlipS3Resource
 
 
 def test_client_signs_with_sigv4_and_names_itself(s3_server: LocalS3, s3_bucket: str) -> None:
-    client = FlipS3Resource(endpoint_url=s3_server.endpoint_url, region_name=s3_server.region,
-                            aws_access_key_id=s3_server.access_key,
-                            aws_secret_access_key=s3_server.secret_key).get_client()
+    client = s3_server.resource().get_client()
     sent: list[str] = []
 
     def record_user_agent(request: Any, **_: Any) -> None:
