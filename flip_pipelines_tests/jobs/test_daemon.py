@@ -88,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         FLIP_S3_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID=s3_server.access_key,
         AWS_SECRET_ACCESS_KEY=s3_server.secret_key, FLIP_MODEL_BUCKET=buckets["models"],
         FLIP_BUNDLE_BUCKET=buckets["bundles"], FLIP_RESULTS_BUCKET=buckets["results"],
-        FLIP_MONITOR_STALE_SECONDS="15", FLIP_RECONCILE_INTERVAL_SECONDS="10", FLIP_MONITOR_POLL_SECONDS="1",
+        FLIP_MONITOR_STALE_SECONDS="15", FLIP_RECONCILE_INTERVAL_SECONDS="10",
     )
     with new_session(engine := make_engine(url)) as session:
         queue.add_project(session, "proj", "SELECT * FROM cohort")
