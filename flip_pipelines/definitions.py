@@ -7,13 +7,11 @@ from flip_pipelines.jobs.maintenance import queue_watchdog
 from flip_pipelines.jobs.training import resume_training, train_model
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
+from flip_pipelines.resources.heartbeat import RunHeartbeat
 from flip_pipelines.resources.s3 import s3_resource_from_env
 from flip_pipelines.resources.storage import FlipStorage
-from flip_pipelines.sensors.training import (
-    training_failure_sensor,
-    training_queue_sensor,
-    training_reconcile_sensor,
-)
+from flip_pipelines.sensors.queue import training_queue_sensor
+from flip_pipelines.sensors.recovery import training_failure_sensor, training_reconcile_sensor
 
 
 def build_resources() -> dict[str, object]:
@@ -25,6 +23,7 @@ def build_resources() -> dict[str, object]:
         "queue_db": QueueDatabase(),
         "fl_api": FLApiResource(token=dg.EnvVar("FLIP_FL_API_TOKEN")),
         "storage": FlipStorage(s3=s3),
+        "heartbeat": RunHeartbeat(),
     }
 
 

@@ -71,14 +71,24 @@ def reconcile_interval_seconds() -> int:
 
 def monitor_poll_seconds(requested: float | None = None) -> float:
     """Seconds between a training run's status polls: ``requested`` (the run's config), else
-    FLIP_MONITOR_POLL_SECONDS (default 5); at most a third of FLIP_MONITOR_STALE_SECONDS, because each poll renews
-    the run's heartbeat and slower polls would make the reconcile sensor take a live run for dead."""
-    interval = requested or float(_env("FLIP_MONITOR_POLL_SECONDS", "5"))
-    return min(interval, stale_heartbeat_seconds() / 3)
+    FLIP_MONITOR_POLL_SECONDS (default 5)."""
+    return requested or float(_env("FLIP_MONITOR_POLL_SECONDS", "5"))
 
 
 def stale_heartbeat_seconds() -> float:
-    """How long a monitoring run may go without a heartbeat before it counts as dead (FLIP_MONITOR_STALE_SECONDS).
+    """How long a started run may go without a heartbeat before it counts as dead (FLIP_MONITOR_STALE_SECONDS).
 
     Dagster's default run launcher cannot tell that a run worker was killed, so the run would stay STARTED."""
     return float(_env("FLIP_MONITOR_STALE_SECONDS", "120"))
+
+
+def heartbeat_seconds() -> float:
+    """How often a run renews its heartbeat: every 5 s, or a third of the staleness threshold if that is shorter
+    (so one slow write never makes a live run look dead)."""
+    return min(5.0, stale_heartbeat_seconds() / 3)
+
+
+def claim_grace_seconds() -> float:
+    """How long a claimed job may wait for its run to appear before reconciliation puts it back in the queue
+    (FLIP_CLAIM_GRACE_SECONDS, default 60): the queue sensor claims, then the daemon creates the run."""
+    return float(_env("FLIP_CLAIM_GRACE_SECONDS", "60"))

@@ -4,13 +4,12 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlmodel import select
 
-from flip_pipelines.db import queue
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.models import FLJob, FLScheduler
 from flip_pipelines.definitions import defs
 from flip_pipelines.domain.enums import JobStatus, NetStatus
 from flip_pipelines.resources.database import QueueDatabase
-from flip_pipelines_tests.factories import build_world, queue_model
+from flip_pipelines_tests.factories import build_world, claim_next, queue_model
 
 
 def test_definitions_load() -> None:
@@ -29,7 +28,7 @@ def test_queue_watchdog_job_frees_stale_net(database_url: str) -> None:
         with new_session(engine) as session:
             world = build_world(session, nets=1)
             _, job_id = queue_model(session, world)
-            queue.claim_available_net(session)
+            claim_next(session)
             session.execute(sa.update(FLJob).where(FLJob.id == job_id).values(status=JobStatus.COMPLETED))
             session.commit()
         with dg.instance_for_test() as instance:

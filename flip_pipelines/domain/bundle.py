@@ -171,84 +171,118 @@ class BundlePlan:
         )
 
 
-def _split_files(files: list[str], *, what: str) -> tuple[list[str], list[str]]:
+def _split_files(files: list[str], *, what: str, problems: list[BundleError]) -> tuple[list[str], list[str]]:
+    """Files kept and files dropped on purpose; unsafe keys and duplicates go to ``problems``."""
+    safe = []
     for key in files:
-        check_relative_key(key)
-    kept = sorted(k for k in files if not is_dropped(k))
-    dropped = sorted(k for k in files if is_dropped(k))
+        try:
+            safe.append(check_relative_key(key))
+        except UnsafePathError as exc:
+            problems.append(exc)
+    kept = sorted(k for k in safe if not is_dropped(k))
+    dropped = sorted(k for k in safe if is_dropped(k))
     if len(set(kept)) != len(kept):
-        raise BundleError(f"{what} lists a file twice")
+        problems.append(BundleError(f"{what} lists a file twice"))
     return kept, dropped
 
 
-def _check_required(backend: FLBackend, job_type: JobType, model_files: list[str]) -> None:
+def _required_problems(backend: FLBackend, job_type: JobType, model_files: list[str]) -> list[BundleError]:
     if job_type not in SUPPORTED_JOB_TYPES[backend]:
-        raise UnknownJobTypeError(f"no {backend.value} base application for job type {job_type.value!r}")
+        return [UnknownJobTypeError(f"no {backend.value} base application for job type {job_type.value!r}")]
     missing = [f for f in REQUIRED_FILES[backend][job_type] if f not in model_files]
     if missing:
-        raise MissingRequiredFilesError(
+        return [MissingRequiredFilesError(
             f"Missing required files for job type {job_type.value} on {backend.value}: {', '.join(missing)}"
-        )
+        )]
+    return []
 
 
-def _check_reserved(steps: list[CopyStep], template_keys: set[str]) -> None:
+def _reserved_problems(steps: list[CopyStep], template_keys: set[str]) -> list[BundleError]:
     clashes = sorted({s.source for s in steps if s.origin == "model" and s.dest in template_keys})
     if clashes:
-        raise ReservedFileError(
+        return [ReservedFileError(
             f"model file(s) would overwrite base-application files: {', '.join(clashes)} (rename them)"
-        )
+        )]
+    return []
 
 
-def plan_nvflare_bundle(template_files: list[str], model_files: list[str], job_type: JobType) -> BundlePlan:
+@dataclass(frozen=True)
+class BundleDraft:
+    """A plan with every problem found on the way: bundling needs no problem; ``models check`` shows them all."""
+
+    plan: BundlePlan
+    problems: tuple[BundleError, ...]
+
+    def plan_or_raise(self) -> BundlePlan:
+        """Raises: the first problem found (checks run in a fixed order: paths, layout, required, reserved)."""
+        if self.problems:
+            raise self.problems[0]
+        return self.plan
+
+
+def draft_nvflare_bundle(template_files: list[str], model_files: list[str], job_type: JobType) -> BundleDraft:
     """NVFlare: the template 1:1; a user ``meta.json`` to the root; every other user file into EACH
-    ``app*/custom/<path>``.
-
-    Raises:
-        UnsafePathError, EmptyModelError, MissingRequiredFilesError, ReservedFileError, BundleError.
-    """
-    template, template_dropped = _split_files(template_files, what="the base application")
+    ``app*/custom/<path>``."""
+    problems: list[BundleError] = []
+    template, template_dropped = _split_files(template_files, what="the base application", problems=problems)
     allowed = [k for k in template if k in NVFLARE_TEMPLATE_ROOT_FILES or _APP_FOLDER.match(k.split("/")[0])]
     template_dropped += [k for k in template if k not in allowed]
     app_folders = sorted({k.split("/")[0] for k in allowed if "/" in k and _APP_FOLDER.match(k.split("/")[0])})
     if not app_folders:
-        raise BundleError("the NVFlare base application has no app folder (app/ or app_*/)")
-    model, model_dropped = _split_files(model_files, what="the model")
+        problems.append(BundleError("the NVFlare base application has no app folder (app/ or app_*/)"))
+    model, model_dropped = _split_files(model_files, what="the model", problems=problems)
     if not model:
-        raise EmptyModelError("the model folder holds no files to bundle")
-    _check_required(FLBackend.NVFLARE, job_type, model)
+        problems.append(EmptyModelError("the model folder holds no files to bundle"))
+    problems += _required_problems(FLBackend.NVFLARE, job_type, model)
     steps = [CopyStep("template", k, k) for k in allowed]
     for key in model:
         if key == "meta.json":
             steps.append(CopyStep("model", key, "meta.json"))
         else:
             steps += [CopyStep("model", key, f"{app}/custom/{key}") for app in app_folders]
-    _check_reserved(steps, set(allowed))
-    return BundlePlan(FLBackend.NVFLARE, job_type, tuple(steps), tuple(sorted(template_dropped + model_dropped)))
+    problems += _reserved_problems(steps, set(allowed))
+    plan = BundlePlan(FLBackend.NVFLARE, job_type, tuple(steps), tuple(sorted(template_dropped + model_dropped)))
+    return BundleDraft(plan, tuple(problems))
 
 
-def plan_flower_bundle(template_files: list[str], model_files: list[str], job_type: JobType) -> BundlePlan:
+def draft_flower_bundle(template_files: list[str], model_files: list[str], job_type: JobType) -> BundleDraft:
     """Flower: the template's ``pyproject.toml`` and ``server_app.py`` plus every user file, in the flat FAB
-    layout (the FAB root is the bundle root, so user code and the ServerApp can ``import models``).
-
-    Raises:
-        UnsafePathError, EmptyModelError, MissingRequiredFilesError, ReservedFileError, BundleError.
-    """
-    template, template_dropped = _split_files(template_files, what="the base application")
+    layout (the FAB root is the bundle root, so user code and the ServerApp can ``import models``)."""
+    problems: list[BundleError] = []
+    template, template_dropped = _split_files(template_files, what="the base application", problems=problems)
     allowed = [k for k in template if k in FLOWER_TEMPLATE_ROOT_FILES]
     template_dropped += [k for k in template if k not in allowed]
     if set(allowed) != FLOWER_TEMPLATE_ROOT_FILES:
-        raise BundleError("the Flower base application needs pyproject.toml and server_app.py")
-    model, model_dropped = _split_files(model_files, what="the model")
+        problems.append(BundleError("the Flower base application needs pyproject.toml and server_app.py"))
+    model, model_dropped = _split_files(model_files, what="the model", problems=problems)
     if not model:
-        raise EmptyModelError("the model folder holds no files to bundle")
-    _check_required(FLBackend.FLOWER, job_type, model)
+        problems.append(EmptyModelError("the model folder holds no files to bundle"))
+    problems += _required_problems(FLBackend.FLOWER, job_type, model)
     steps = [CopyStep("template", k, k) for k in allowed] + [CopyStep("model", k, k) for k in model]
-    _check_reserved(steps, set(allowed))
-    return BundlePlan(FLBackend.FLOWER, job_type, tuple(steps), tuple(sorted(template_dropped + model_dropped)))
+    problems += _reserved_problems(steps, set(allowed))
+    plan = BundlePlan(FLBackend.FLOWER, job_type, tuple(steps), tuple(sorted(template_dropped + model_dropped)))
+    return BundleDraft(plan, tuple(problems))
+
+
+def plan_nvflare_bundle(template_files: list[str], model_files: list[str], job_type: JobType) -> BundlePlan:
+    """Raises: UnsafePathError, EmptyModelError, MissingRequiredFilesError, ReservedFileError, BundleError."""
+    return draft_nvflare_bundle(template_files, model_files, job_type).plan_or_raise()
+
+
+def plan_flower_bundle(template_files: list[str], model_files: list[str], job_type: JobType) -> BundlePlan:
+    """Raises: UnsafePathError, EmptyModelError, MissingRequiredFilesError, ReservedFileError, BundleError."""
+    return draft_flower_bundle(template_files, model_files, job_type).plan_or_raise()
+
+
+def draft_bundle(
+    backend: FLBackend, template_files: list[str], model_files: list[str], job_type: JobType
+) -> BundleDraft:
+    drafter = draft_nvflare_bundle if backend == FLBackend.NVFLARE else draft_flower_bundle
+    return drafter(template_files, model_files, job_type)
 
 
 def plan_bundle(
     backend: FLBackend, template_files: list[str], model_files: list[str], job_type: JobType
 ) -> BundlePlan:
-    planner = plan_nvflare_bundle if backend == FLBackend.NVFLARE else plan_flower_bundle
-    return planner(template_files, model_files, job_type)
+    """Raises: the first ``BundleError`` the draft found."""
+    return draft_bundle(backend, template_files, model_files, job_type).plan_or_raise()

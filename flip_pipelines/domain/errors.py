@@ -19,3 +19,7 @@ class InvalidInputError(FlipError):
 
 class DatabaseError(FlipError):
     """The database refused or failed a statement; the transaction was rolled back."""
+
+
+class TransientError(FlipError):
+    """A service the hub depends on is unreachable or failing right now: the same request may succeed later."""

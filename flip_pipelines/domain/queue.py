@@ -9,7 +9,7 @@ from flip_pipelines.domain.enums import FLBackend, NetStatus
 
 @dataclass(frozen=True)
 class Claim:
-    """A net's slot taken for the oldest queued job: what a training run needs to start."""
+    """A net's slot taken for a queued job: what a training run needs, with the names people read."""
 
     scheduler_id: uuid.UUID
     net_id: uuid.UUID
@@ -18,7 +18,11 @@ class Claim:
     fl_backend: FLBackend
     fl_job_id: uuid.UUID
     model_id: uuid.UUID
+    model_name: str
     trust_ids: tuple[uuid.UUID, ...]
+    trust_names: tuple[str, ...]
+    slot_names: tuple[str, ...]  # the FL client names of the trusts, in the same order
+    backend_job_id: str | None = None  # set once the FL server accepted the job
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,27 @@ class TrainingDetails:
 
     project_id: uuid.UUID
     cohort_query: str
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """An IN_PROGRESS job with the net holding it (None when no net does): what reconciliation looks at."""
+
+    fl_job_id: uuid.UUID
+    model_id: uuid.UUID
+    model_name: str
+    backend_job_id: str | None
+    started: datetime | None
+    net: NetDetails | None
+
+
+@dataclass(frozen=True)
+class AbortedTraining:
+    """What ``abort_model`` took off the queue, and the submitted FL jobs to stop on their nets."""
+
+    dequeued: int
+    stopped_jobs: tuple[uuid.UUID, ...]  # claimed jobs ended ABORTED
+    backend_jobs: tuple[tuple[NetDetails, str], ...]  # (net, backend job id) to abort on the FL servers
 
 
 @dataclass(frozen=True)

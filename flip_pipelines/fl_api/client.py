@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from flip_pipelines.domain.errors import FlipError
+from flip_pipelines.domain.errors import FlipError, TransientError
 from flip_pipelines.domain.redact import install_log_redaction, redact_text
 from flip_pipelines.fl_api.schemas import (
     AbortResponse,
@@ -33,7 +33,7 @@ class FLApiError(FlipError):
         self.status_code = status_code
 
 
-class FLApiUnavailableError(FLApiError):
+class FLApiUnavailableError(FLApiError, TransientError):
     """The FL API or its FL server is unreachable or failing right now: worth retrying."""
 
 

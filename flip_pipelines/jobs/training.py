@@ -1,18 +1,11 @@
-"""The training job: one Dagster run per training attempt, in one process (the multiprocess executor costs
-seconds per op). The definitions give it the in-memory IO manager, so presigned URLs passed between ops are
-never written to run storage; a re-execution runs every op again (submission is idempotent)."""
+"""The training jobs: one Dagster run per training attempt, in one process (the multiprocess executor costs
+seconds per op). The definitions give them the in-memory IO manager, so presigned URLs passed between ops are
+never written to run storage; running a job again for the same claim is safe (every op checks the lifecycle)."""
 
 import dagster as dg
 
-from flip_pipelines.ops.training import (
-    bundle,
-    load_submitted_training,
-    monitor,
-    presign,
-    resolve_backend,
-    submit,
-    validate_clients,
-)
+from flip_pipelines.ops.monitor import load_submitted_training, monitor
+from flip_pipelines.ops.training import bundle, presign, resolve_backend, submit, validate_clients
 
 
 @dg.job(
@@ -21,8 +14,8 @@ from flip_pipelines.ops.training import (
     tags={"flip/kind": "training"},
 )
 def train_model() -> None:
-    target = validate_clients(resolve_backend())
-    monitor(target, submit(target, presign(bundle(target))))
+    claim = validate_clients(resolve_backend())
+    monitor(claim, submit(claim, presign(bundle(claim))))
 
 
 @dg.job(
@@ -31,5 +24,5 @@ def train_model() -> None:
     tags={"flip/kind": "training"},
 )
 def resume_training() -> None:
-    target, submitted = load_submitted_training()
-    monitor(target, submitted)
+    claim, submitted = load_submitted_training()
+    monitor(claim, submitted)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import select
 
-from flip_pipelines.db import queue
+from flip_pipelines.db import registry
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.migrate import upgrade_database
 from flip_pipelines.db.models import Model
@@ -92,16 +92,16 @@ class LocalStack:
         engine = make_engine(self.database_url)
         try:
             with new_session(engine) as session:
-                queue.upsert_net(session, "net-nvflare", nvflare_url, FLBackend.NVFLARE)
-                queue.upsert_net(session, "net-flower", flower_url, FLBackend.FLOWER)
+                registry.upsert_net(session, "net-nvflare", nvflare_url, FLBackend.NVFLARE)
+                registry.upsert_net(session, "net-flower", flower_url, FLBackend.FLOWER)
                 for trust, slot in TRUSTS.items():
                     with contextlib.suppress(ConflictError):
-                        queue.add_trust(session, trust, slot)
+                        registry.add_trust(session, trust, slot)
                 with contextlib.suppress(ConflictError):
-                    queue.add_project(session, DEMO_PROJECT, "SELECT * FROM demo_cohort")
+                    registry.add_project(session, DEMO_PROJECT, "SELECT * FROM demo_cohort")
                 model = session.exec(select(Model).where(Model.name == DEMO_MODEL)).first()
                 if model is None:
-                    model = queue.add_model(session, DEMO_MODEL, DEMO_PROJECT)
+                    model = registry.add_model(session, DEMO_MODEL, DEMO_PROJECT)
                 self.demo_model_id = model.id
         finally:
             engine.dispose()

@@ -27,6 +27,7 @@ from flip_pipelines.domain.bundle import (
 )
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
+from flip_pipelines.domain.model_check import ModelCheck, check_model
 from flip_pipelines.domain.redact import install_log_redaction, redact_url
 from flip_pipelines.fl_api.base_apps import COMMON, template_sources
 
@@ -119,6 +120,7 @@ class BundleStore:
         base_app_source: str = "package",
         max_workers: int = 16,
         log: Callable[[str], None] | None = None,
+        on_copy: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.model_bucket = model_bucket
@@ -126,6 +128,8 @@ class BundleStore:
         self.base_app_source = base_app_source
         self.max_workers = max_workers
         self.log = log or logger.info
+        self.on_copy = on_copy or (lambda: None)  # called before each object is copied (the crash drills' hook)
+        self._templates: dict[tuple[FLBackend, JobType], dict[str, str | Path]] = {}
 
     # --- reading the inputs ---
 
@@ -134,14 +138,24 @@ class BundleStore:
         prefix = f"{check_model_id(model_id)}/"
         return {k[len(prefix):]: size for k, size in list_keys(self.client, self.model_bucket, prefix).items()}
 
-    def job_type(self, model_id: str, model_files: dict[str, int]) -> JobType:
+    def config_bytes(self, model_id: str, model_files: dict[str, int]) -> bytes | None:
+        """The model's ``config.json``, or None when it has none (the only payload read before bundling)."""
         if "config.json" not in model_files:
-            return JobType.STANDARD  # the required-files check then names config.json as missing
-        body = self.client.get_object(Bucket=self.model_bucket, Key=f"{model_id}/config.json")["Body"].read()
-        return job_type_from_config(body)
+            return None
+        return self.client.get_object(Bucket=self.model_bucket, Key=f"{model_id}/config.json")["Body"].read()
+
+    def job_type(self, model_id: str, model_files: dict[str, int]) -> JobType:
+        config = self.config_bytes(model_id, model_files)
+        return JobType.STANDARD if config is None else job_type_from_config(config)
 
     def template(self, backend: FLBackend, job_type: JobType) -> dict[str, str | Path]:
-        """Template files: relative path → packaged file, or S3 key in the base bucket."""
+        """Template files: relative path → packaged file, or S3 key in the base bucket (listed once per store)."""
+        key = (backend, job_type)
+        if key not in self._templates:
+            self._templates[key] = self._find_template(backend, job_type)
+        return self._templates[key]
+
+    def _find_template(self, backend: FLBackend, job_type: JobType) -> dict[str, str | Path]:
         if self.base_app_source == "package":
             sources: dict[str, str | Path] = dict(template_sources(backend.value, job_type.value))
         else:
@@ -168,9 +182,29 @@ class BundleStore:
             raise UnknownJobTypeError(f"no {backend.value} base application for job type {job_type.value!r}")
         return plan_bundle(backend, list(self.template(backend, job_type)), list(files), job_type)
 
+    def check(self, model_id: str, backends: tuple[FLBackend, ...] = tuple(FLBackend)) -> ModelCheck:
+        """Which backends the model's files suit and why the others do not: one listing and ``config.json``.
+
+        Raises:
+            UnsafePathError: the model id is not one plain path segment.
+        """
+        check_model_id(model_id)
+        files = self.model_files(model_id)
+
+        def templates(backend: FLBackend, job_type: JobType) -> list[str] | None:
+            if job_type not in SUPPORTED_JOB_TYPES[backend]:
+                return None
+            try:
+                return list(self.template(backend, job_type))
+            except TemplateNotFoundError:
+                return None
+
+        return check_model(model_id, list(files), self.config_bytes(model_id, files), templates, backends)
+
     # --- writing the bundle ---
 
     def _copy(self, model_id: str, step: CopyStep, template: dict[str, str | Path]) -> None:
+        self.on_copy()
         dest = f"{model_id}/{step.dest}"
         if step.origin == "model":
             source = {"Bucket": self.model_bucket, "Key": f"{model_id}/{step.source}"}

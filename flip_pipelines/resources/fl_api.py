@@ -13,7 +13,8 @@ class FLApiResource(dg.ConfigurableResource):
     timeout_seconds: float = 30.0
     upload_timeout_seconds: float = 900.0
 
-    def client(self, endpoint: str) -> FLApiClient:
-        return FLApiClient(
-            endpoint, self.token, timeout=self.timeout_seconds, upload_timeout=self.upload_timeout_seconds
-        )
+    def client(self, endpoint: str, timeout: float | None = None) -> FLApiClient:
+        """A client of the FL API at ``endpoint``; ``timeout`` overrides the per-call timeout (sensors keep theirs
+        short)."""
+        return FLApiClient(endpoint, self.token, timeout=timeout or self.timeout_seconds,
+                           upload_timeout=self.upload_timeout_seconds)

@@ -16,7 +16,7 @@ class FlipStorage(dg.ConfigurableResource):
     presign_ttl_seconds: int = settings.presign_ttl_seconds()
     copy_workers: int = 16
 
-    def bundle_store(self, log=None) -> BundleStore:  # type: ignore[no-untyped-def]
+    def bundle_store(self, log=None, on_copy=None) -> BundleStore:  # type: ignore[no-untyped-def]
         return BundleStore(
             self.s3.get_client(),
             model_bucket=self.model_bucket,
@@ -24,4 +24,5 @@ class FlipStorage(dg.ConfigurableResource):
             base_app_source=self.base_app_source,
             max_workers=self.copy_workers,
             log=log,
+            on_copy=on_copy,
         )

@@ -3,7 +3,7 @@
 import pytest
 
 from flip_pipelines_tests.conftest import fresh_database_url
-from flip_pipelines_tests.db.concurrency import final_statuses, run_claimers, seed_queue, violations
+from flip_pipelines.local.queue_load import final_statuses, run_claimers, seed_queue, violations
 
 pytestmark = pytest.mark.slow
 

@@ -1,8 +1,6 @@
-"""Concurrent claimers in separate processes, and a checker for what they recorded.
-
-Kept importable (not a test module) so spawned worker processes can load it, and so the claim benchmark can
-reuse the bulk queue builder.
-"""
+"""Load on the queue: a bulk queue builder, concurrent claimers in separate processes, and a checker for what
+they recorded (each job claimed once, never two jobs on one net at a time). The claim benchmark and the
+concurrency proof both stand on it."""
 
 import multiprocessing
 import time
@@ -13,10 +11,25 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlmodel import select
 
-from flip_pipelines.db import queue
+from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.models import FLJob, FLJobTrust, FLScheduler, Model, utcnow
 from flip_pipelines.domain.enums import FLBackend, JobStatus
+from flip_pipelines.domain.lifecycle import Outcome
+
+
+BENCH_MODEL = "bench-model"
+
+
+def suits_every_backend(url: str) -> dict[uuid.UUID, frozenset[FLBackend]]:
+    """The seeded model's fit, as a claimer passes it: every backend (the proof is about rows, not files)."""
+    engine = make_engine(url)
+    try:
+        with new_session(engine) as session:
+            model_id = session.exec(select(Model.id).where(Model.name == BENCH_MODEL)).one()
+        return {model_id: frozenset(FLBackend)}
+    finally:
+        engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -36,11 +49,11 @@ def seed_queue(url: str, *, jobs: int, nets: int, trusts: int = 2) -> list[uuid.
     engine = make_engine(url)
     try:
         with new_session(engine) as session:
-            queue.add_project(session, "bench", "SELECT 1")
-            trust_ids = [queue.add_trust(session, f"Trust_{i}", f"site-{i}").id for i in range(1, trusts + 1)]
+            registry.add_project(session, "bench", "SELECT 1")
+            trust_ids = [registry.add_trust(session, f"Trust_{i}", f"site-{i}").id for i in range(1, trusts + 1)]
             for i in range(1, nets + 1):
-                queue.add_net(session, f"net-{i:03d}", f"http://127.0.0.1:{20000 + i}", FLBackend.NVFLARE)
-            model = queue.add_model(session, "bench-model", "bench")
+                registry.add_net(session, f"net-{i:03d}", f"http://127.0.0.1:{20000 + i}", FLBackend.NVFLARE)
+            model = registry.add_model(session, BENCH_MODEL, "bench")
             base = utcnow()
             job_rows = [FLJob(model_id=model.id, created=base + timedelta(microseconds=i)) for i in range(jobs)]
             session.add_all(job_rows)
@@ -57,10 +70,11 @@ def _claim_and_complete(args: tuple[str, int, bool, float]) -> list[Hold]:
     engine = make_engine(url)
     holds: list[Hold] = []
     deadline = time.monotonic() + deadline_s
+    backends_of = suits_every_backend(url)
     try:
         with new_session(engine) as session:
             while time.monotonic() < deadline:
-                claim = queue._claim_available_net(session, lock_rows=lock_rows)
+                claim = claims.claim_next_job(session, backends_of, lock_rows=lock_rows)
                 if claim is None:
                     remaining = session.exec(
                         select(sa.func.count()).select_from(FLJob).where(FLJob.status == JobStatus.QUEUED)
@@ -76,7 +90,7 @@ def _claim_and_complete(args: tuple[str, int, bool, float]) -> list[Hold]:
                 session.commit()
                 released = time.monotonic_ns()
                 try:
-                    queue.complete_job(session, claim.fl_job_id)
+                    lifecycle.end_training(session, claim.fl_job_id, Outcome.FINISHED, "load test")
                 except Exception:  # a broken claim can hand one job out twice; record it all the same
                     session.rollback()
                 holds.append(

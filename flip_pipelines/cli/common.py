@@ -1,0 +1,84 @@
+"""What every ``flip-pipelines`` command shares: the root group, the database context, output helpers."""
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from flip_pipelines import settings
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.db.migrate import current_revision
+from flip_pipelines.domain.errors import FlipError
+
+
+def redacted(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain fixed-width text table."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def parse_uuid(text: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        raise FlipError(f"{what} {text!r} is not a UUID") from exc
+
+
+class Context:
+    """The database URL chosen for this invocation, and a session opened on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._session: Session | None = None
+
+    def session(self, *, require_migrated: bool = True) -> Session:
+        if self._session is None:
+            if require_migrated and current_revision(self.url) is None:
+                raise FlipError(
+                    f"the database at {redacted(self.url)} has no tables yet: run 'flip-pipelines db upgrade'"
+                )
+            self._session = new_session(make_engine(self.url))
+        return self._session
+
+
+pass_context = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def bundle_store():  # type: ignore[no-untyped-def]
+    """The S3 bundle store the pipeline uses, configured from the environment (FLIP_S3_*, FLIP_*_BUCKET)."""
+    from flip_pipelines.resources.bundles import BundleStore
+    from flip_pipelines.resources.s3 import s3_resource_from_env
+
+    return BundleStore(s3_resource_from_env().get_client(), model_bucket=settings.model_bucket(),
+                       bundle_bucket=settings.bundle_bucket(), base_app_source=settings.base_app_source())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar=settings.DATABASE_URL_ENV,
+    default=None,
+    metavar="URL",
+    help="Queue database (SQLAlchemy URL). Env: FLIP_DATABASE_URL. Default: SQLite in $FLIP_DATA_DIR (./.flip).",
+)
+@click.version_option(package_name="flip_pipelines")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Federated-learning training orchestration on Dagster: queue, nets, trusts, models and the local stack."""
+    ctx.obj = Context(database_url or settings.database_url())

@@ -1,0 +1,91 @@
+"""``flip-pipelines dev``: the local stack and the Dagster UI and daemon, stopped together by Ctrl-C."""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from flip_pipelines import settings
+from flip_pipelines.cli.common import Context, cli, pass_context, redacted
+from flip_pipelines.db.migrate import upgrade_database
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the Dagster UI listens on.")
+@click.option("--port", type=int, default=None, envvar="FLIP_DAGSTER_PORT",
+              help="Dagster UI port. Env: FLIP_DAGSTER_PORT. Default: 3000, or a free port if 3000 is taken.")
+@click.option("--instance-config", type=click.Path(dir_okay=False, path_type=Path), default=Path("dagster.yaml"),
+              show_default=True, help="Dagster instance config copied into $DAGSTER_HOME.")
+@click.option("--workspace", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Dagster workspace file. Default: ./workspace.yaml, else this package's definitions module.")
+@click.option("--stack/--no-stack", default=True, show_default=True,
+              help="Also run local S3, an NVFlare net and a Flower net (with FL APIs), trusts and a demo model.")
+@pass_context
+def dev(obj: Context, host: str, port: int | None, instance_config: Path, workspace: Path | None,
+        stack: bool) -> None:
+    """Migrate the queue database and start the Dagster UI and daemon — with the whole local stack by default,
+    so `train_model` runs on embedded defaults. Ctrl-C stops everything."""
+    import signal
+    import subprocess
+
+    from flip_pipelines.local.processes import free_port, port_is_open
+
+    upgrade_database(obj.url)
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir() / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if instance_config.exists():
+        shutil.copy(instance_config, home / "dagster.yaml")
+    if port is None:
+        port = 3000 if not port_is_open(3000, host) else free_port(host)
+    env = {**os.environ, "DAGSTER_HOME": str(home), settings.DATABASE_URL_ENV: obj.url}
+    env["FLIP_FL_API_TOKEN"] = env.get("FLIP_FL_API_TOKEN") or _local_token()
+    click.echo(f"queue database:  {redacted(obj.url)}")
+    click.echo(f"DAGSTER_HOME:    {home}")
+    local_stack = None
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    dagster_process = None
+    try:
+        if stack:
+            from flip_pipelines.local.stack import LocalStack
+
+            local_stack = LocalStack(data_dir=settings.data_dir() / "stack", database_url=obj.url,
+                                     token=env["FLIP_FL_API_TOKEN"], log=click.echo)
+            env.update(local_stack.start())
+            click.echo(f"demo model:      {local_stack.demo_model_id} — train it with: flip-pipelines enqueue "
+                       f"{local_stack.demo_model_id} --trust Trust_1 --trust Trust_2")
+        workspace = workspace or (Path("workspace.yaml") if Path("workspace.yaml").exists() else None)
+        target = ["-w", str(workspace)] if workspace else ["-m", "flip_pipelines.definitions"]
+        dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
+        click.echo(f"Dagster UI:      http://{host}:{port}")
+        sys.stdout.flush()
+        dagster_process = subprocess.Popen([dagster, "dev", "-h", host, "-p", str(port), *target], env=env)
+        dagster_process.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping ...")
+    finally:
+        if dagster_process is not None and dagster_process.poll() is None:
+            dagster_process.send_signal(signal.SIGINT)
+            try:
+                dagster_process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                dagster_process.kill()
+        if local_stack is not None:
+            local_stack.stop()
+
+
+def _local_token() -> str:
+    """A token for the local FL APIs, kept in the data folder so restarts agree with themselves."""
+    import secrets
+
+    token_file = settings.data_dir() / "fl_api_token"
+    if not token_file.exists():
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    return token_file.read_text().strip()

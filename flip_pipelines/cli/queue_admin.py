@@ -1,0 +1,198 @@
+"""Queue administration: the database, nets, trusts, projects, and the queue itself (enqueue, abort, show)."""
+
+import click
+
+from flip_pipelines import settings
+from flip_pipelines.cli.common import (
+    Context,
+    bundle_store,
+    cli,
+    format_table,
+    json_option,
+    parse_uuid,
+    pass_context,
+    print_json,
+    redacted,
+)
+from flip_pipelines.db import lifecycle, registry
+from flip_pipelines.db.migrate import current_revision, upgrade_database
+from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.domain.errors import FlipError
+
+# --- db -----------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Create and migrate the queue database."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to migrate to.")
+@pass_context
+def db_upgrade(obj: Context, revision: str) -> None:
+    """Create or upgrade every queue table (FLIP's schema) in the configured database."""
+    upgrade_database(obj.url, revision)
+    click.echo(f"database {redacted(obj.url)} at revision {current_revision(obj.url)}")
+
+
+# --- nets ---------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def nets() -> None:
+    """FL servers ("nets"), each with one training slot."""
+
+
+@nets.command("add")
+@click.argument("name")
+@click.option("--endpoint", required=True, metavar="URL", help="Base URL of the net's FL API.")
+@click.option("--backend", required=True, metavar="nvflare|flower", help="The FL framework the net runs.")
+@json_option
+@pass_context
+def nets_add(obj: Context, name: str, endpoint: str, backend: str, as_json: bool) -> None:
+    """Register net NAME, reached at --endpoint, running --backend."""
+    try:
+        fl_backend = FLBackend.parse(backend)
+    except ValueError as exc:
+        raise FlipError(str(exc)) from exc
+    if not endpoint.startswith(("http://", "https://")):
+        raise FlipError(f"endpoint {endpoint!r} is not an http(s) URL")
+    net = registry.add_net(obj.session(), name, endpoint, fl_backend)
+    if as_json:
+        print_json({"id": net.id, "name": net.name, "endpoint": net.endpoint, "fl_backend": net.fl_backend.value})
+    else:
+        click.echo(f"net {net.name} ({net.fl_backend.value}) at {net.endpoint}: {net.id}")
+
+
+@nets.command("list")
+@json_option
+@pass_context
+def nets_list(obj: Context, as_json: bool) -> None:
+    """Every net with its backend, slot status and current job."""
+    states = registry.list_nets(obj.session())
+    if as_json:
+        print_json([{"name": s.name, "endpoint": s.endpoint, "fl_backend": s.fl_backend.value,
+                     "status": s.status.value, "fl_job_id": s.fl_job_id, "model_id": s.model_id} for s in states])
+        return
+    rows = [(s.name, s.fl_backend.value, s.status.value, s.endpoint, s.fl_job_id, s.model_id) for s in states]
+    click.echo(format_table(["net", "backend", "status", "endpoint", "fl_job", "model"], rows))
+
+
+# --- trusts and projects --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def trusts() -> None:
+    """Trusts (hospital sites) and the FL client slot each connects as."""
+
+
+@trusts.command("add")
+@click.argument("name")
+@click.option("--slot", "slot_name", default=None, help="FL kit slot (client name on the FL server). Default: NAME.")
+@json_option
+@pass_context
+def trusts_add(obj: Context, name: str, slot_name: str | None, as_json: bool) -> None:
+    """Register trust NAME and assign it an FL kit slot."""
+    trust = registry.add_trust(obj.session(), name, slot_name)
+    slot = slot_name or name
+    if as_json:
+        print_json({"id": trust.id, "name": trust.name, "slot_name": slot})
+    else:
+        click.echo(f"trust {trust.name} (slot {slot}): {trust.id}")
+
+
+@cli.group()
+def projects() -> None:
+    """Projects and their cohort queries."""
+
+
+@projects.command("add")
+@click.argument("name")
+@click.option("--query", "cohort_query", required=True, metavar="SQL", help="The project's cohort query.")
+@json_option
+@pass_context
+def projects_add(obj: Context, name: str, cohort_query: str, as_json: bool) -> None:
+    """Create project NAME with its cohort query."""
+    project = registry.add_project(obj.session(), name, cohort_query)
+    if as_json:
+        print_json({"id": project.id, "name": project.name})
+    else:
+        click.echo(f"project {project.name}: {project.id}")
+
+
+# --- the queue ----------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option("--trust", "trust_names", multiple=True, required=True, help="A trust to train on (repeatable).")
+@json_option
+@pass_context
+def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: bool) -> None:
+    """Queue a training job of MODEL_ID on the given trusts; prints the fl_job id.
+
+    The model's files are checked first (as `models check` does): a model that suits no registered backend is
+    refused with the reasons, and nothing is queued."""
+    session = obj.session()
+    model_uuid = parse_uuid(model_id, "model id")
+    trust_ids = registry.get_trust_ids_by_names(session, list(trust_names))
+    registry.get_model(session, model_uuid)
+    check = bundle_store().check(str(model_uuid))
+    job = lifecycle.enqueue_training(session, model_uuid, trust_ids, check)
+    if as_json:
+        position = next((p.position for p in lifecycle.queue_positions(session) if p.fl_job_id == job.id), None)
+        print_json({"fl_job_id": job.id, "model_id": job.model_id, "position": position,
+                    "backends": sorted(b.value for b in check.backends)})
+    else:
+        click.echo(job.id)
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option("--token", envvar="FLIP_FL_API_TOKEN", required=True, show_envvar=True,
+              help="Bearer token of the nets' FL APIs (prefer the env var).")
+@json_option
+@pass_context
+def abort(obj: Context, model_id: str, token: str, as_json: bool) -> None:
+    """Stop MODEL_ID's training: queued jobs removed, its FL job aborted (pending or running), its net freed."""
+    from flip_pipelines.fl_api.client import FLApiClient
+    from flip_pipelines.services.abort import abort_model_training
+
+    model_uuid = parse_uuid(model_id, "model id")
+    report = abort_model_training(obj.session(), lambda url: FLApiClient(url, token), model_uuid)
+    if as_json:
+        print_json({"model_id": report.model_id, "dequeued": report.dequeued, "aborted": report.aborted,
+                    "problems": report.problems, "nothing_to_do": report.nothing_to_do})
+    else:
+        click.echo(report.summary())
+    if report.problems:
+        raise FlipError("; ".join(report.problems))
+
+
+@cli.command("queue")
+@json_option
+@pass_context
+def show_queue(obj: Context, as_json: bool) -> None:
+    """Queued jobs with their positions, and every net with its status and current job."""
+    session = obj.session()
+    positions = lifecycle.queue_positions(session)
+    states = registry.list_nets(session)
+    if as_json:
+        print_json({
+            "queued": [{"position": p.position, "fl_job_id": p.fl_job_id, "model_id": p.model_id,
+                        "created": p.created} for p in positions],
+            "nets": [{"name": s.name, "fl_backend": s.fl_backend.value, "status": s.status.value,
+                      "fl_job_id": s.fl_job_id, "model_id": s.model_id} for s in states],
+        })
+        return
+    click.echo(f"Queued jobs ({len(positions)})")
+    click.echo(format_table(["position", "fl_job", "model", "queued at (UTC)"],
+                            [(p.position, p.fl_job_id, p.model_id, f"{p.created:%Y-%m-%d %H:%M:%S}")
+                             for p in positions]))
+    click.echo(f"\nNets ({len(states)})")
+    click.echo(format_table(["net", "backend", "status", "fl_job", "model"],
+                            [(s.name, s.fl_backend.value, s.status.value, s.fl_job_id, s.model_id) for s in states]))
+
+
+__all__ = ["settings"]

@@ -1,0 +1,270 @@
+"""Claims: a queued job and a free net of a backend the model's files suit, taken together in one transaction.
+
+PostgreSQL: the net's slot and the job are taken ``FOR UPDATE SKIP LOCKED``, so concurrent claimers never wait
+on nor take the same net or job. SQLite: every transaction is ``BEGIN IMMEDIATE`` (``db.engine``), which
+serialises claimers. Which backends suit a model is decided beforehand from its files (``domain.model_check``),
+so a model is never claimed onto a net it cannot train on, and an old job waiting for a busy backend never
+blocks a younger one that a free net of another backend can take.
+"""
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from flip_pipelines.db.lifecycle import retire_job_in_transaction
+from flip_pipelines.db.models import (
+    FLJob,
+    FLJobTrust,
+    FLKitSlot,
+    FLNets,
+    FLScheduler,
+    Model,
+    Trust,
+    utcnow,
+)
+from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
+from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from flip_pipelines.domain.queue import Claim
+
+BackendsOf = Mapping[uuid.UUID, frozenset[FLBackend]]
+
+
+class NoNetAvailableError(ConflictError):
+    """No net (of a backend the model suits, or the named one) is free: nothing was queued or claimed."""
+
+
+def _locked(stmt: Any, of: Any, lock_rows: bool) -> Any:
+    return stmt.with_for_update(skip_locked=True, of=of) if lock_rows else stmt
+
+
+def _free_slots(session: Session, backends: Iterable[FLBackend], net_name: str | None = None, *,
+                lock_rows: bool = True) -> dict[FLBackend, tuple[FLScheduler, FLNets]]:
+    """Lock the first free slot (by net name) of each backend; only the named net's when ``net_name`` is given."""
+    found = {}
+    for backend in backends:
+        query = (
+            select(FLScheduler, FLNets)
+            .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
+            .where(FLScheduler.status == NetStatus.AVAILABLE, FLNets.fl_backend == backend)
+        )
+        if net_name:
+            query = query.where(FLNets.name == net_name)
+        row = session.exec(_locked(query.order_by(FLNets.name).limit(1), FLScheduler, lock_rows)).first()
+        if row is not None:
+            found[backend] = row
+    return found
+
+
+def _addressed_trusts(session: Session, trust_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+    """Trust id → (trust name, FL kit slot name) for the trusts the FL server can address."""
+    rows = session.exec(
+        select(Trust.id, Trust.name, FLKitSlot.slot_name)
+        .join(FLKitSlot, col(FLKitSlot.assigned_to_trust_id) == Trust.id)
+        .where(col(Trust.id).in_(list(trust_ids)))
+    ).all()
+    return {trust_id: (name, slot) for trust_id, name, slot in rows}
+
+
+def _job_trusts(session: Session, job_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(session.exec(select(FLJobTrust.trust_id).where(FLJobTrust.fl_job_id == job_id)).all())
+
+
+def _take(session: Session, job: FLJob, slot: FLScheduler, net: FLNets,
+          trusts: dict[uuid.UUID, tuple[str, str]], trust_ids: Sequence[uuid.UUID]) -> Claim:
+    """The claim itself: job IN_PROGRESS, net BUSY with it, and the log line saying so."""
+    job.status, job.started = JobStatus.IN_PROGRESS, utcnow()
+    slot.status, slot.job_id = NetStatus.BUSY, job.id
+    session.add_all([job, slot])
+    write_log(session, job.model_id, f"Training assigned to net '{net.name}' ({net.fl_backend.value})",
+              details={"fl_job_id": str(job.id), "net": net.name})
+    return _as_claim(session, job, slot, net, trusts, trust_ids)
+
+
+def _as_claim(session: Session, job: FLJob, slot: FLScheduler, net: FLNets,
+              trusts: dict[uuid.UUID, tuple[str, str]], trust_ids: Sequence[uuid.UUID]) -> Claim:
+    model = get_row(session, Model, job.model_id, "model")
+    names = [trusts.get(t, (str(t), str(t))) for t in trust_ids]  # a trust deregistered since: its id
+    return Claim(
+        scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint, fl_backend=net.fl_backend,
+        fl_job_id=job.id, model_id=job.model_id, model_name=model.name, trust_ids=tuple(trust_ids),
+        trust_names=tuple(n for n, _ in names), slot_names=tuple(s for _, s in names),
+        backend_job_id=job.fl_backend_job_id,
+    )
+
+
+def _pick(slots: dict[FLBackend, tuple[FLScheduler, FLNets]], suits: frozenset[FLBackend]) -> FLBackend:
+    """Of the free nets the model suits, the first by name (so a model that suits both may take either)."""
+    return min((b for b in slots if b in suits), key=lambda b: slots[b][1].name)
+
+
+def claim_next_job(session: Session, backends_of: BackendsOf, *, lock_rows: bool = True) -> Claim | None:
+    """Take the oldest queued job whose model suits a free net, and that net, in one transaction.
+
+    ``backends_of`` maps model ids to the backends their files suit; a queued job of a model not in it is not
+    taken (its files were not checked yet). A job naming a trust that no longer exists or has no FL kit slot is
+    retired with a logged reason and the next one is taken (FLIP #894). Returns None, changing nothing, when no
+    suitable pair exists. ``lock_rows=False`` exists only to prove, in a test, that the row locks are needed.
+
+    Raises:
+        DatabaseError: the database failed; nothing was changed.
+    """
+    with transaction(session):
+        slots = _free_slots(session, FLBackend, lock_rows=lock_rows)
+        eligible = [m for m, suits in backends_of.items() if suits & slots.keys()]
+        if not eligible:
+            return None
+        while True:
+            job = session.exec(_locked(
+                select(FLJob)
+                .where(FLJob.status == JobStatus.QUEUED, col(FLJob.model_id).in_(eligible))
+                .order_by(col(FLJob.created), col(FLJob.id))
+                .limit(1),
+                FLJob, lock_rows,
+            )).first()
+            if job is None:
+                return None
+            trust_ids = _job_trusts(session, job.id)
+            trusts = _addressed_trusts(session, trust_ids)
+            unaddressable = [str(t) for t in trust_ids if t not in trusts]
+            if trust_ids and not unaddressable:
+                break
+            reason = ("it names no trusts" if not trust_ids
+                      else f"unknown or unassigned trust id(s): {', '.join(unaddressable)}")
+            retire_job_in_transaction(session, job, reason)
+        slot, net = slots[_pick(slots, backends_of[job.model_id])]
+        return _take(session, job, slot, net, trusts, trust_ids)
+
+
+def claim_available_nets(session: Session, backends_of: BackendsOf, limit: int) -> list[Claim]:
+    """Up to ``limit`` claims, each in its own transaction (``claim_next_job``)."""
+    claims: list[Claim] = []
+    while len(claims) < limit:
+        claim = claim_next_job(session, backends_of)
+        if claim is None:
+            break
+        claims.append(claim)
+    return claims
+
+
+def free_net_count(session: Session) -> dict[FLBackend, int]:
+    """Free nets per backend (backends with none are left out)."""
+    with transaction(session):
+        rows = session.exec(
+            select(FLNets.fl_backend, sa.func.count())
+            .join(FLScheduler, col(FLScheduler.net_id) == FLNets.id)
+            .where(FLScheduler.status == NetStatus.AVAILABLE)
+            .group_by(FLNets.fl_backend)
+        ).all()
+    return {backend: int(count) for backend, count in rows}
+
+
+def queued_models(session: Session, limit: int = 500) -> list[uuid.UUID]:
+    """The models of the oldest ``limit`` queued jobs, each once, in the order their first job waits."""
+    with transaction(session):
+        rows = session.exec(
+            select(FLJob.model_id).where(FLJob.status == JobStatus.QUEUED)
+            .order_by(col(FLJob.created), col(FLJob.id)).limit(limit)
+        ).all()
+    return list(dict.fromkeys(rows))
+
+
+def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, suits: frozenset[FLBackend],
+                              net_name: str | None = None) -> Claim:
+    """Take a free net of a backend the model suits (the named net, when given) for the model's oldest queued job,
+    in one transaction: a Launchpad run with only a model id.
+
+    Raises:
+        NotFoundError: the model has no queued job.
+        NoNetAvailableError: no such net is free; nothing changed.
+        InvalidInputError: the job's trusts cannot be addressed.
+    """
+    with transaction(session):
+        job = session.exec(
+            select(FLJob).where(FLJob.model_id == model_id, FLJob.status == JobStatus.QUEUED)
+            .order_by(col(FLJob.created)).limit(1).with_for_update(skip_locked=True)
+        ).first()
+        if job is None:
+            raise NotFoundError(f"model {model_id} has no queued job: give trusts to queue one")
+        trust_ids = _job_trusts(session, job.id)
+        trusts = _checked_trusts(session, trust_ids)
+        slots = _slots_or_raise(session, suits, net_name)
+        slot, net = slots[_pick(slots, suits)]
+        return _take(session, job, slot, net, trusts, trust_ids)
+
+
+def enqueue_and_claim(session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID],
+                      suits: frozenset[FLBackend], net_name: str | None = None) -> Claim:
+    """Queue a job and take a free net of a backend the model suits for it, in one transaction: a launch from
+    the Launchpad either gets a net now or changes nothing.
+
+    Raises:
+        InvalidInputError: no trusts, a trust named twice, or a trust without an FL kit slot.
+        NotFoundError: unknown model or trusts.
+        NoNetAvailableError: no such net (or not the named one) is free; nothing was written.
+    """
+    if not trust_ids or len(set(trust_ids)) != len(trust_ids):
+        raise InvalidInputError("a training job needs at least one trust, each named once")
+    with transaction(session):
+        model = get_row(session, Model, model_id, "model")
+        trusts = _checked_trusts(session, trust_ids)
+        slots = _slots_or_raise(session, suits, net_name)
+        job = FLJob(model_id=model_id)
+        session.add(job)
+        session.flush()
+        session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
+        set_model_status(session, model, ModelStatus.INITIATED)
+        slot, net = slots[_pick(slots, suits)]
+        return _take(session, job, slot, net, trusts, trust_ids)
+
+
+def _checked_trusts(session: Session, trust_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+    known = set(session.exec(select(Trust.id).where(col(Trust.id).in_(list(trust_ids)))).all())
+    unknown = [str(t) for t in trust_ids if t not in known]
+    if unknown:
+        raise NotFoundError(f"unknown trust id(s): {', '.join(unknown)}")
+    trusts = _addressed_trusts(session, trust_ids)
+    unaddressable = [str(t) for t in trust_ids if t not in trusts]
+    if unaddressable:
+        raise InvalidInputError(f"trust(s) without an FL kit slot: {', '.join(unaddressable)}")
+    return trusts
+
+
+def _slots_or_raise(session: Session, suits: frozenset[FLBackend],
+                    net_name: str | None) -> dict[FLBackend, tuple[FLScheduler, FLNets]]:
+    if not suits:
+        raise InvalidInputError("the model's files suit no backend: see flip-pipelines models check")
+    if net_name:
+        net = session.exec(select(FLNets).where(FLNets.name == net_name)).first()
+        if net is None:
+            raise NotFoundError(f"net {net_name!r} not found")
+        if net.fl_backend not in suits:
+            raise InvalidInputError(f"the model's files do not suit net {net_name!r} ({net.fl_backend.value})")
+    slots = _free_slots(session, suits, net_name)
+    if not slots:
+        where = f"net {net_name!r} is" if net_name else f"no {' or '.join(sorted(b.value for b in suits))} net is"
+        raise NoNetAvailableError(f"{where} free right now: queue the model instead (flip-pipelines enqueue)")
+    return slots
+
+
+def claim_for_job(session: Session, fl_job_id: uuid.UUID) -> Claim:
+    """The claim a job holds (its net, trusts, names and backend job id): for a run started on a claimed job.
+
+    Raises:
+        NotFoundError: unknown job, or no net holds it (it ended, or was never claimed).
+    """
+    with transaction(session):
+        job = get_row(session, FLJob, fl_job_id, "fl_job")
+        row = session.exec(
+            select(FLScheduler, FLNets)
+            .join(FLNets, col(FLNets.id) == FLScheduler.net_id)
+            .where(FLScheduler.job_id == fl_job_id, FLScheduler.status == NetStatus.BUSY)
+        ).first()
+        if row is None or job.status != JobStatus.IN_PROGRESS:
+            raise NotFoundError(f"fl_job {fl_job_id} is {job.status.value} and holds no net")
+        slot, net = row
+        trust_ids = _job_trusts(session, job.id)
+        return _as_claim(session, job, slot, net, _addressed_trusts(session, trust_ids), trust_ids)

@@ -1,0 +1,130 @@
+"""Following a submitted FL job to its end: poll, store the result, end the training once."""
+
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from flip_pipelines import settings
+from flip_pipelines.db import claims, lifecycle
+from flip_pipelines.domain.enums import TERMINAL_FL_JOB_STATUSES, FLJobStatus
+from flip_pipelines.domain.errors import FlipError
+from flip_pipelines.domain.lifecycle import Outcome, outcome_of_backend_status
+from flip_pipelines.domain.queue import Claim
+from flip_pipelines.domain.retry import is_transient
+from flip_pipelines.faults import crash_point
+from flip_pipelines.ops.errors import op_error
+from flip_pipelines.ops.training import SubmittedJob, model_asset, parse_uuid
+from flip_pipelines.resources.database import QueueDatabase
+from flip_pipelines.resources.fl_api import FLApiResource
+from flip_pipelines.resources.heartbeat import RunHeartbeat
+from flip_pipelines.resources.storage import FlipStorage
+
+
+class MonitorConfig(dg.Config):
+    poll_interval_seconds: float | None = Field(
+        default=None, gt=0, description="seconds between status polls; unset: FLIP_MONITOR_POLL_SECONDS (default 5)")
+    deadline_seconds: float = 24 * 3600.0
+
+
+def _store_result(claim: Claim, submitted: SubmittedJob, fl_api: FLApiResource,
+                  storage: FlipStorage) -> tuple[str, int]:
+    """Download the finished job's result zip and put it at ``<results-bucket>/<model_id>/<fl_job_id>.zip``."""
+    key = f"{claim.model_id}/{claim.fl_job_id}.zip"
+    with tempfile.TemporaryDirectory() as tmp, fl_api.client(claim.endpoint) as client:
+        archive = client.download_job(submitted.backend_job_id, Path(tmp) / "result.zip")
+        size = archive.stat().st_size
+        storage.s3.get_client().upload_file(str(archive), storage.results_bucket, key)
+    return f"s3://{storage.results_bucket}/{key}", size
+
+
+def _end(queue_db: QueueDatabase, claim: Claim, outcome: Outcome, reason: str) -> bool:
+    with queue_db.session() as session:
+        return lifecycle.end_training(session, claim.fl_job_id, outcome, reason)
+
+
+def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob, status: FLJobStatus,
+                    details: str | None, fl_api: FLApiResource, queue_db: QueueDatabase,
+                    storage: FlipStorage) -> str:
+    """Store the result of a FINISHED job and end the training; end it FAILED/STOPPED otherwise (and fail the run)."""
+    outcome = outcome_of_backend_status(status) or Outcome.FAILED
+    if outcome == Outcome.FINISHED:
+        crash_point("after_finished")
+        try:
+            location, size = _store_result(claim, submitted, fl_api, storage)
+        except Exception as exc:
+            raise op_error(context, exc, f"storing the result of FL job {submitted.backend_job_id}") from exc
+        if _end(queue_db, claim, outcome, f"Training finished; results at {location}"):
+            context.log_event(dg.AssetMaterialization(asset_key=model_asset(claim, "global_model"), metadata={
+                "model": claim.model_name, "location": location, "bytes": size, "net": claim.net_name,
+                "backend_job_id": submitted.backend_job_id, "final_status": status.value,
+                "training_s": round(time.time() - submitted.submitted_at, 1),
+            }))
+        context.log.info(f"results stored at {location}; net {claim.net_name} is free")
+        return status.value
+    reason = f"FL job {submitted.backend_job_id} ended {status.value}: {details or 'no details'}"
+    if not _end(queue_db, claim, outcome, f"Training {status.value.lower()}: {details or 'no details'}"):
+        context.log.info(f"fl_job {claim.fl_job_id} was already ended (aborted by request); the net is free")
+        return status.value
+    raise dg.Failure(reason, allow_retries=False)
+
+
+@dg.op(description="Poll the FL API until the job ends; store results or record the failure; free the net.")
+def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim, submitted: SubmittedJob,
+            fl_api: FLApiResource, queue_db: QueueDatabase, storage: FlipStorage, heartbeat: RunHeartbeat) -> str:
+    deadline = time.monotonic() + config.deadline_seconds
+    interval = settings.monitor_poll_seconds(config.poll_interval_seconds)
+    context.log.info(f"polling {claim.fl_backend.value} job {submitted.backend_job_id} every {interval:g}s")
+    last: FLJobStatus | None = None
+    with fl_api.client(claim.endpoint) as client:
+        while True:
+            try:
+                job = client.get_job(submitted.backend_job_id)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise op_error(context, exc, f"following FL job {submitted.backend_job_id}") from exc
+                context.log.warning(f"FL API unavailable, still polling: {exc}")
+                job = None
+            if job is not None and job.status != last:
+                context.log.info(f"{claim.fl_backend.value} job {submitted.backend_job_id}: {job.status.value}"
+                                 + (f" ({job.status_details})" if job.status_details else ""))
+                last = job.status
+                if job.status == FLJobStatus.RUNNING:
+                    crash_point("mid_monitor")
+            if job is not None and job.status in TERMINAL_FL_JOB_STATUSES:
+                return finish_training(context, claim, submitted, job.status, job.status_details, fl_api, queue_db,
+                                       storage)
+            if time.monotonic() > deadline:
+                client.abort_job(submitted.backend_job_id)
+                return finish_training(context, claim, submitted, FLJobStatus.FAILED,
+                                       f"no result within {config.deadline_seconds:.0f}s; the job was aborted",
+                                       fl_api, queue_db, storage)
+            time.sleep(interval)
+
+
+class ResumeConfig(dg.Config):
+    fl_job_id: str
+
+
+@dg.op(
+    description="Pick up a submitted job whose run died: its net, trusts and backend job id, for monitor.",
+    out={"claim": dg.Out(Claim), "submitted": dg.Out(SubmittedJob)},
+)
+def load_submitted_training(context: dg.OpExecutionContext, config: ResumeConfig,
+                            queue_db: QueueDatabase) -> tuple[Claim, SubmittedJob]:
+    fl_job_id = parse_uuid(config.fl_job_id, "fl_job_id")
+    try:
+        with queue_db.session() as session:
+            claim = claims.claim_for_job(session, fl_job_id)
+            started = lifecycle.get_job(session, fl_job_id).started
+    except FlipError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    if not claim.backend_job_id:
+        raise dg.Failure(f"fl_job {fl_job_id} was never submitted: nothing to monitor", allow_retries=False)
+    context.instance.add_run_tags(context.run_id, {"flip/model": claim.model_name})
+    context.log.info(f"resuming monitoring of {claim.model_name}: {claim.fl_backend.value} job "
+                     f"{claim.backend_job_id} on {claim.net_name}")
+    submitted_at = started.timestamp() if started else time.time()
+    return claim, SubmittedJob(backend_job_id=claim.backend_job_id, submitted_at=submitted_at)

@@ -1,0 +1,78 @@
+"""The queue sensor: claims free nets for the oldest queued jobs whose models suit them, one run per claim."""
+
+import time
+import uuid
+
+import dagster as dg
+
+from flip_pipelines.db import claims, lifecycle, registry
+from flip_pipelines.domain.model_check import ModelCheck
+from flip_pipelines.jobs.training import train_model
+from flip_pipelines.resources.database import QueueDatabase
+from flip_pipelines.resources.storage import FlipStorage
+
+CHECK_BUDGET_SECONDS = 20.0  # S3 checks per tick stop here, well inside Dagster's 60 s sensor timeout
+
+
+def run_tags(net: str, model_id: uuid.UUID, fl_job_id: uuid.UUID, model_name: str) -> dict[str, str]:
+    return {"flip/net": net, "flip/model_id": str(model_id), "flip/fl_job_id": str(fl_job_id),
+            "flip/model": model_name}
+
+
+def check_models(storage: FlipStorage, model_ids: list[uuid.UUID], log: dg.DagsterLogManager
+                 ) -> dict[uuid.UUID, ModelCheck]:
+    """Which backends each waiting model's files suit (object listing + config.json), within the tick budget.
+
+    A model whose check failed (S3 unreachable, refused) is left out this tick, with a warning: its jobs wait."""
+    store = storage.bundle_store()
+    deadline = time.monotonic() + CHECK_BUDGET_SECONDS
+    checks: dict[uuid.UUID, ModelCheck] = {}
+    for model_id in model_ids:
+        if time.monotonic() > deadline:
+            log.warning(f"checked {len(checks)} of {len(model_ids)} waiting models within the tick budget")
+            break
+        try:
+            checks[model_id] = store.check(str(model_id))
+        except Exception as exc:
+            log.warning(f"could not check model {model_id} this tick: {exc}")
+    return checks
+
+
+@dg.sensor(
+    job=train_model,
+    minimum_interval_seconds=5,  # the daemon's own loop period
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Claims, for each free net, the oldest queued job whose model's files suit the net's backend, and "
+                "starts one train_model run per claim.",
+)
+def training_queue_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDatabase,
+                          storage: FlipStorage) -> dg.SensorResult:
+    with queue_db.session() as session:
+        free = claims.free_net_count(session)
+        waiting = claims.queued_models(session) if free else []
+    if not free:
+        return dg.SensorResult(skip_reason="every net is busy")
+    if not waiting:
+        return dg.SensorResult(skip_reason="no queued job")
+    checks = check_models(storage, waiting, context.log)
+    with queue_db.session() as session:
+        registered = registry.registered_backends(session)
+        for model_id, check in checks.items():
+            refusal = check.refusal(registered)
+            if refusal:
+                retired = lifecycle.retire_model_jobs(session, model_id, f"the model's files changed: {refusal}")
+                context.log.warning(f"model {model_id}: {retired} queued job(s) retired: {refusal}")
+        taken = claims.claim_available_nets(session, {m: c.backends for m, c in checks.items()}, sum(free.values()))
+        if taken:
+            lifecycle.log_queue_positions(session)
+    if not taken:
+        return dg.SensorResult(skip_reason="no queued job suits a free net")
+    return dg.SensorResult(run_requests=[
+        dg.RunRequest(
+            run_key=f"fl_job:{c.fl_job_id}",
+            run_config={"ops": {"resolve_backend": {"config": {
+                "model_id": str(c.model_id), "fl_job_id": str(c.fl_job_id), "net": c.net_name}}}},
+            tags=run_tags(c.net_name, c.model_id, c.fl_job_id, c.model_name),
+        )
+        for c in taken
+    ])

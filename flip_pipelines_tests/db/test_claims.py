@@ -1,0 +1,146 @@
+"""Claims on SQLite and PostgreSQL: a queued job and a free net of a backend its model suits, taken together."""
+
+import uuid
+
+import pytest
+from sqlmodel import Session, select
+
+from flip_pipelines.db import claims, lifecycle, registry
+from flip_pipelines.db.models import FLJob, FLJobTrust, FLKitSlot, FLLogs, FLScheduler, Model
+from flip_pipelines.domain.enums import FLBackend, FLLogEvent, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.domain.errors import InvalidInputError, NotFoundError
+from flip_pipelines_tests.factories import build_world, claim_next, fits, queue_model
+
+NVFLARE, FLOWER = frozenset({FLBackend.NVFLARE}), frozenset({FLBackend.FLOWER})
+
+
+def _job(session: Session, job_id: uuid.UUID) -> FLJob:
+    session.expire_all()
+    return session.get(FLJob, job_id)  # type: ignore[return-value]
+
+
+def _two_backend_world(session: Session):  # type: ignore[no-untyped-def]
+    world = build_world(session, nets=0)
+    registry.add_net(session, "net-flower", "http://127.0.0.1:18101", FLBackend.FLOWER)
+    registry.add_net(session, "net-nvflare", "http://127.0.0.1:18102", FLBackend.NVFLARE)
+    return world
+
+
+def test_claim_takes_free_net_and_oldest_job_together_with_names(session: Session) -> None:
+    world = build_world(session, nets=1)
+    _, first = queue_model(session, world, "a")
+    _, second = queue_model(session, world, "b")
+    claim = claim_next(session)
+    assert claim is not None
+    assert claim.fl_job_id == first and claim.net_name == "net-1" and claim.fl_backend == FLBackend.NVFLARE
+    assert claim.model_name == "a" and claim.trust_names == ("Trust_1", "Trust_2")
+    assert claim.slot_names == ("site-1", "site-2") and claim.backend_job_id is None
+    assert _job(session, first).status == JobStatus.IN_PROGRESS and _job(session, first).started is not None
+    slot = session.exec(select(FLScheduler)).one()
+    assert slot.status == NetStatus.BUSY and slot.job_id == first
+    assert claim_next(session) is None, "the only net is busy"
+    assert _job(session, second).status == JobStatus.QUEUED
+    assert session.exec(select(FLLogs.log).where(FLLogs.log.like("Training assigned to net%"))).all() == [
+        "Training assigned to net 'net-1' (nvflare)"]
+
+
+def test_claim_with_no_queued_job_leaves_nets_available(session: Session) -> None:
+    build_world(session, nets=2)
+    assert claim_next(session) is None
+    assert {n.status for n in registry.list_nets(session)} == {NetStatus.AVAILABLE}
+
+
+def test_a_model_is_claimed_only_onto_a_net_its_files_suit(session: Session) -> None:
+    """The user report: NVFlare files claimed onto net-flower (first by name) and failed there."""
+    world = _two_backend_world(session)
+    model_id, job_id = queue_model(session, world, "nvflare-only")
+    claim = claims.claim_next_job(session, {model_id: NVFLARE})
+    assert claim is not None and claim.net_name == "net-nvflare" and claim.fl_job_id == job_id
+    assert claims.free_net_count(session) == {FLBackend.FLOWER: 1}
+
+
+def test_an_old_job_waiting_for_a_busy_backend_never_blocks_a_younger_one(session: Session) -> None:
+    world = _two_backend_world(session)
+    running, _ = queue_model(session, world, "running")
+    assert claims.claim_next_job(session, {running: NVFLARE}).net_name == "net-nvflare"
+    old, old_job = queue_model(session, world, "old-nvflare")
+    young, young_job = queue_model(session, world, "young-flower")
+    claim = claims.claim_next_job(session, {old: NVFLARE, young: FLOWER})
+    assert claim is not None and claim.fl_job_id == young_job and claim.net_name == "net-flower"
+    assert _job(session, old_job).status == JobStatus.QUEUED, "it waits for the NVFlare net"
+    assert claims.claim_next_job(session, {old: NVFLARE, young: FLOWER}) is None
+
+
+def test_a_model_that_suits_both_takes_either_and_unchecked_models_wait(session: Session) -> None:
+    world = _two_backend_world(session)
+    both_a, _ = queue_model(session, world, "both-a")
+    unchecked, unchecked_job = queue_model(session, world, "unchecked")
+    both_b, _ = queue_model(session, world, "both-b")
+    suits = {both_a: frozenset(FLBackend), both_b: frozenset(FLBackend)}
+    taken = claims.claim_available_nets(session, suits, limit=5)
+    assert [c.model_name for c in taken] == ["both-a", "both-b"]
+    assert {c.net_name for c in taken} == {"net-flower", "net-nvflare"}
+    assert _job(session, unchecked_job).status == JobStatus.QUEUED
+    assert claims.queued_models(session) == [unchecked]
+
+
+def test_deregistered_trust_does_not_wedge_the_queue(session: Session) -> None:
+    """FLIP #894: a job naming a trust the FL server cannot address is retired; the next job proceeds."""
+    world = build_world(session, nets=1)
+    bad_model, bad_job = queue_model(session, world, "bad")
+    good_model = registry.add_model(session, "good", "proj")
+    good_job = lifecycle.enqueue_training(session, good_model.id, [world.trust_ids[0]], fits()).id
+    slot = session.exec(select(FLKitSlot).where(FLKitSlot.assigned_to_trust_id == world.trust_ids[1])).one()
+    slot.assigned_to_trust_id = None  # trust 2 is deregistered after the job was queued
+    session.add(slot)
+    session.commit()
+
+    claim = claim_next(session)
+    assert claim is not None and claim.fl_job_id == good_job
+    assert _job(session, bad_job).status == JobStatus.DELETED
+    assert session.get(Model, bad_model).status == ModelStatus.ERROR
+    row = session.exec(select(FLLogs).where(FLLogs.model_id == bad_model, FLLogs.success.is_(False))).one()
+    assert row.event_type == FLLogEvent.JOB_RETIRED.value and str(world.trust_ids[1]) in (row.log or "")
+
+
+def test_a_job_naming_a_vanished_trust_is_retired(session: Session) -> None:
+    world = build_world(session, nets=1)
+    model = registry.add_model(session, "ghost", "proj")
+    ghost = FLJob(model_id=model.id)
+    session.add(ghost)
+    session.flush()
+    session.add(FLJobTrust(fl_job_id=ghost.id, trust_id=uuid.uuid4()))
+    session.commit()
+    _, good_job = queue_model(session, world, "good")
+    claim = claim_next(session)
+    assert claim is not None and claim.fl_job_id == good_job
+    assert _job(session, ghost.id).status == JobStatus.DELETED
+    session.expire_all()
+    assert session.get(Model, model.id).status == ModelStatus.ERROR
+
+
+def test_enqueue_and_claim_picks_a_suitable_net_or_writes_nothing(session: Session) -> None:
+    world = _two_backend_world(session)
+    model = registry.add_model(session, "launch", "proj")
+    claim = claims.enqueue_and_claim(session, model.id, world.trust_ids, FLOWER)
+    assert claim.net_name == "net-flower" and claim.model_name == "launch"
+    other = registry.add_model(session, "other", "proj")
+    with pytest.raises(claims.NoNetAvailableError, match="no flower net is free right now"):
+        claims.enqueue_and_claim(session, other.id, world.trust_ids, FLOWER)
+    with pytest.raises(InvalidInputError, match="do not suit net 'net-nvflare'"):
+        claims.enqueue_and_claim(session, other.id, world.trust_ids, FLOWER, net_name="net-nvflare")
+    with pytest.raises(InvalidInputError, match="suit no backend"):
+        claims.enqueue_and_claim(session, other.id, world.trust_ids, frozenset())
+    assert session.exec(select(FLJob).where(FLJob.model_id == other.id)).all() == []
+
+
+def test_claim_queued_job_of_model_and_claim_for_job(session: Session) -> None:
+    world = _two_backend_world(session)
+    model_id, job_id = queue_model(session, world, "queued")
+    with pytest.raises(NotFoundError, match="holds no net"):
+        claims.claim_for_job(session, job_id)
+    claim = claims.claim_queued_job_of_model(session, model_id, NVFLARE)
+    assert claim.fl_job_id == job_id and claim.net_name == "net-nvflare"
+    assert claims.claim_for_job(session, job_id) == claim
+    with pytest.raises(NotFoundError, match="no queued job"):
+        claims.claim_queued_job_of_model(session, model_id, NVFLARE)
