@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from flip_pipelines.cli import cli, main
 from flip_pipelines.db.engine import make_engine
+from flip_pipelines.demo_models import demo_model_dir
+from flip_pipelines.local.s3 import LocalS3
 
 EXE = str(Path(sys.executable).parent / "flip-pipelines")
 
@@ -39,10 +41,15 @@ def table_counts(url: str) -> dict[str, int]:
 
 
 @pytest.fixture(params=["default-sqlite", "postgres"])
-def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
-    """Environment for the CLI and the database URL it will use (the embedded default, or FLIP_DATABASE_URL)."""
+def cli_env(request: pytest.FixtureRequest, tmp_path: Path, s3_server: LocalS3) -> tuple[dict[str, str], str]:
+    """Environment for the CLI and the database URL it will use (the embedded default, or FLIP_DATABASE_URL), with
+    the session's S3 server and a fresh model bucket (enqueue checks the model's files there)."""
     env = {k: v for k, v in os.environ.items() if k != "FLIP_DATABASE_URL"}
     env["FLIP_DATA_DIR"] = str(tmp_path / "data")
+    bucket = f"models-{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    env.update(FLIP_S3_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID=s3_server.access_key,
+               AWS_SECRET_ACCESS_KEY=s3_server.secret_key, FLIP_MODEL_BUCKET=bucket)
     if request.param == "postgres":
         server_url = request.getfixturevalue("postgres_server_url")
         from flip_pipelines.local.postgres import create_database
@@ -62,6 +69,12 @@ def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_p
     ok(["trusts", "add", "Trust_2", "--slot", "site-2"], env, tmp_path)
     ok(["projects", "add", "proj", "--query", "SELECT * FROM cohort"], env, tmp_path)
     model_id = uuid.UUID(ok(["models", "add", "m1", "--project", "proj"], env, tmp_path))
+    ok(["models", "upload", str(model_id), str(demo_model_dir("nvflare_logreg"))], env, tmp_path)
+    check = ok(["models", "check", str(model_id)], env, tmp_path).splitlines()
+    assert check[0] == f"model m1 ({model_id})" and check[1].startswith("  nvflare: OK — nvflare/standard bundle")
+    assert check[2:] == ["  flower: NOT OK", "    - Missing required files for job type standard on flower: client_app.py"]
+    checked = json.loads(ok(["models", "check", str(model_id), "--backend", "nvflare", "--json"], env, tmp_path))
+    assert [(b["backend"], b["ok"], b["net_registered"]) for b in checked["backends"]] == [("nvflare", True, True)]
     job_id = uuid.UUID(ok(["enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2"], env, tmp_path))
 
     state = json.loads(ok(["queue", "--json"], env, tmp_path))
@@ -93,7 +106,8 @@ def test_cli_bad_input_exits_with_one_line_and_writes_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     env, url = cli_env
-    for key in ("FLIP_DATABASE_URL", "FLIP_DATA_DIR"):
+    for key in ("FLIP_DATABASE_URL", "FLIP_DATA_DIR", "FLIP_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "FLIP_MODEL_BUCKET"):
         monkeypatch.delenv(key, raising=False)
         if key in env:
             monkeypatch.setenv(key, env[key])
@@ -113,12 +127,18 @@ def test_cli_bad_input_exits_with_one_line_and_writes_nothing(
         assert invoke(args)[0] == 0, args
     code, model_id, _ = invoke(["models", "add", "m1", "--project", "proj"])
     model_id = model_id.strip()
+    assert invoke(["models", "upload", model_id, str(demo_model_dir("flower_logreg"))])[0] == 0
     before = table_counts(url)
     cases = [
         (["enqueue", str(uuid.uuid4()), "--trust", "Trust_1"], "not found"),
         (["enqueue", model_id, "--trust", "Trust_1", "--trust", "Nobody"], "unknown trust(s): Nobody"),
         (["enqueue", "not-a-uuid", "--trust", "Trust_1"], "not a UUID"),
         (["enqueue", model_id], "Missing option '--trust'"),
+        (["enqueue", model_id, "--trust", "Trust_1"],
+         "model m1 cannot be queued: its files suit no registered backend (nvflare: Missing required files for job "
+         "type standard on nvflare: trainer.py, validator.py)"),
+        (["models", "check", model_id, "--backend", "nvflare"], "model m1 suits none of: nvflare"),
+        (["models", "check", str(uuid.uuid4())], "not found"),
         (["nets", "add", "net-a", "--endpoint", "http://127.0.0.1:1", "--backend", "nvflare"], "already exists"),
         (["nets", "add", "net-z", "--endpoint", "http://127.0.0.1:18101", "--backend", "flower"], "endpoint"),
         (["nets", "add", "net-z", "--endpoint", "http://127.0.0.1:2", "--backend", "tensorflow"], "unknown FL backend"),

@@ -8,7 +8,7 @@ refused again, so it fails at once with its reason.
 from flip_pipelines.domain.errors import FlipError, TransientError
 
 MAX_RETRIES = 3
-BASE_DELAY_SECONDS = 2.0
+BASE_DELAY_SECONDS = 1.0
 MAX_DELAY_SECONDS = 30.0
 
 TRANSIENT_S3_CODES = frozenset({
@@ -35,5 +35,5 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff: 2, 4, 8 ... seconds for attempts 0, 1, 2 ..., at most 30."""
+    """Exponential backoff: 1, 2, 4 ... seconds for attempts 0, 1, 2 ..., at most 30."""
     return min(BASE_DELAY_SECONDS * 2**attempt, MAX_DELAY_SECONDS)

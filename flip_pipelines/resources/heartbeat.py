@@ -31,9 +31,10 @@ class RunHeartbeat(dg.ConfigurableResource):
     _thread: threading.Thread | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        instance, run_id = context.instance, context.run_id
-        if instance is None or run_id is None:
+        instance, run = context.instance, context.run
+        if instance is None or run is None:
             return
+        run_id = run.run_id
         interval = settings.heartbeat_seconds()
 
         def beat() -> None:

@@ -95,4 +95,4 @@ def test_one_retry_policy_for_s3_and_fl_api_errors(exc: Exception, transient: bo
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    assert [backoff_seconds(n) for n in range(6)] == [2, 4, 8, 16, 30, 30]
+    assert [backoff_seconds(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]

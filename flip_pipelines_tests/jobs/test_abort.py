@@ -7,7 +7,7 @@ import pytest
 from sqlmodel import select
 
 from flip_pipelines.cli import main
-from flip_pipelines.db import queue
+from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.db.models import FLJob, FLScheduler, Model
 from flip_pipelines.definitions import defs
 from flip_pipelines.demo_models import demo_model_files
@@ -16,6 +16,7 @@ from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines_tests.conftest import RunningFLApi
+from flip_pipelines_tests.factories import fits
 from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status, with_config
 from flip_pipelines_tests.jobs.test_train_model import _hub
 
@@ -26,15 +27,16 @@ pytestmark = pytest.mark.slow
 def _submitted_job(hub, s3: LocalS3, api: RunningFLApi, files: dict[str, bytes], slots: list[str]):  # type: ignore[no-untyped-def]
     """A model whose job holds the net and was submitted to the real FL server: (model_id, backend job id)."""
     with hub.session() as session:
-        model = queue.add_model(session, f"m-{uuid.uuid4().hex[:6]}", "proj")
-        claim = queue.enqueue_and_claim(session, model.id, queue.get_trust_ids_by_names(session, ["Trust_1"]))
-        second = queue.add_fl_job(session, model.id, queue.get_trust_ids_by_names(session, ["Trust_1"]))
+        model = registry.add_model(session, f"m-{uuid.uuid4().hex[:6]}", "proj")
+        trusts = registry.get_trust_ids_by_names(session, ["Trust_1"])
+        claim = claims.enqueue_and_claim(session, model.id, trusts, frozenset(FLBackend))
+        second = lifecycle.enqueue_training(session, model.id, trusts, fits())
     _, urls = presigned_bundle(s3, FLBackend.NVFLARE, files, model_id=str(model.id))
     with api.client() as client:
         client.upload_app(str(model.id), upload_request(urls, slots))
         backend_job_id = client.submit_job(str(model.id), submit_token=f"fl_job-{claim.fl_job_id}")
     with hub.session() as session:
-        queue.record_backend_job_id(session, claim.fl_job_id, backend_job_id)
+        lifecycle.record_submission(session, claim.fl_job_id, backend_job_id, claim.net_name)
     return model.id, backend_job_id, second.id
 
 
@@ -73,7 +75,7 @@ def test_abort_with_nothing_running_is_a_clear_no_op(
 ) -> None:
     hub = _hub(database_url, s3_server, {"net-1": ("http://127.0.0.1:9", FLBackend.NVFLARE)})
     with hub.session() as session:
-        model_id = queue.add_model(session, "idle", "proj").id
+        model_id = registry.add_model(session, "idle", "proj").id
     monkeypatch.setenv("FLIP_DATABASE_URL", hub.url)
     monkeypatch.setenv("FLIP_FL_API_TOKEN", "token-token-token-token")
     assert main(["abort", str(model_id)]) == 0
