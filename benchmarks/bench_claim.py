@@ -20,11 +20,12 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flip_pipelines_tests.db.concurrency import seed_queue  # noqa: E402
+
 from flip_pipelines.db import queue  # noqa: E402
 from flip_pipelines.db.engine import make_engine, new_session  # noqa: E402
 from flip_pipelines.db.migrate import upgrade_database  # noqa: E402
 from flip_pipelines.local.postgres import LocalPostgres, create_database  # noqa: E402
-from flip_pipelines_tests.db.concurrency import seed_queue  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -72,7 +72,8 @@ def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_p
     ok(["models", "upload", str(model_id), str(demo_model_dir("nvflare_logreg"))], env, tmp_path)
     check = ok(["models", "check", str(model_id)], env, tmp_path).splitlines()
     assert check[0] == f"model m1 ({model_id})" and check[1].startswith("  nvflare: OK — nvflare/standard bundle")
-    assert check[2:] == ["  flower: NOT OK", "    - Missing required files for job type standard on flower: client_app.py"]
+    assert check[2:] == ["  flower: NOT OK",
+                         "    - Missing required files for job type standard on flower: client_app.py"]
     checked = json.loads(ok(["models", "check", str(model_id), "--backend", "nvflare", "--json"], env, tmp_path))
     assert [(b["backend"], b["ok"], b["net_registered"]) for b in checked["backends"]] == [("nvflare", True, True)]
     job_id = uuid.UUID(ok(["enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2"], env, tmp_path))
@@ -106,8 +107,8 @@ def test_cli_bad_input_exits_with_one_line_and_writes_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     env, url = cli_env
-    for key in ("FLIP_DATABASE_URL", "FLIP_DATA_DIR", "FLIP_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "FLIP_MODEL_BUCKET"):
+    for key in ("FLIP_DATABASE_URL", "FLIP_DATA_DIR", "FLIP_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY", "FLIP_MODEL_BUCKET"):
         monkeypatch.delenv(key, raising=False)
         if key in env:
             monkeypatch.setenv(key, env[key])

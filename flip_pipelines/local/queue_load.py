@@ -17,7 +17,6 @@ from flip_pipelines.db.models import FLJob, FLJobTrust, FLScheduler, Model, utcn
 from flip_pipelines.domain.enums import FLBackend, JobStatus
 from flip_pipelines.domain.lifecycle import Outcome
 
-
 BENCH_MODEL = "bench-model"
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from flip_pipelines_tests.conftest import fresh_database_url
 from flip_pipelines.local.queue_load import final_statuses, run_claimers, seed_queue, violations
+from flip_pipelines_tests.conftest import fresh_database_url
 
 pytestmark = pytest.mark.slow
 
