@@ -13,7 +13,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +20,9 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flip_pipelines.domain.enums import FLBackend  # noqa: E402
-from flip_pipelines.local.s3 import LocalS3  # noqa: E402
-from flip_pipelines.resources.bundles import BundleStore, delete_prefix, list_keys  # noqa: E402
+from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.local.s3 import LocalS3
+from flip_pipelines.resources.bundles import BundleStore, delete_prefix, list_keys
 
 REQUIRED = {
     "trainer.py": b"def train(weights, context):\n    return weights, 1, {}\n",

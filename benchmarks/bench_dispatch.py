@@ -19,20 +19,18 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flip_pipelines.db import queue  # noqa: E402
-from flip_pipelines.db.engine import make_engine, new_session  # noqa: E402
-from flip_pipelines.db.migrate import upgrade_database  # noqa: E402
-from flip_pipelines.db.models import FLJob  # noqa: E402
-from flip_pipelines.demo_models import demo_model_files  # noqa: E402
-from flip_pipelines.domain.enums import FLBackend, FLJobStatus  # noqa: E402
-from flip_pipelines.fl_api.client import FLApiClient  # noqa: E402
-from flip_pipelines.fl_api.schemas import UploadAppRequest  # noqa: E402
-from flip_pipelines.local.nvflare import LocalNVFlare  # noqa: E402
-from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until  # noqa: E402
-from flip_pipelines.local.s3 import LocalS3  # noqa: E402
-from flip_pipelines.resources.bundles import BundleStore  # noqa: E402
+from flip_pipelines.db import lifecycle, registry
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.db.migrate import upgrade_database
+from flip_pipelines.db.models import FLJob
+from flip_pipelines.demo_models import demo_model_files
+from flip_pipelines.domain.enums import FLBackend, FLJobStatus
+from flip_pipelines.fl_api.client import FLApiClient
+from flip_pipelines.fl_api.schemas import UploadAppRequest
+from flip_pipelines.local.nvflare import LocalNVFlare
+from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.s3 import LocalS3
+from flip_pipelines.resources.bundles import BundleStore
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -75,9 +73,9 @@ def main() -> None:
         upgrade_database(url)
         engine = make_engine(url)
         with new_session(engine) as session:
-            queue.add_project(session, "bench", "SELECT 1")
-            trusts = [queue.add_trust(session, f"Trust_{i}", f"site-{i}").id for i in (1, 2)]
-            queue.add_net(session, "net-1", endpoint, FLBackend.NVFLARE)
+            registry.add_project(session, "bench", "SELECT 1")
+            trusts = [registry.add_trust(session, f"Trust_{i}", f"site-{i}").id for i in (1, 2)]
+            registry.add_net(session, "net-1", endpoint, FLBackend.NVFLARE)
         dagster_port = free_port()
         dev = start_process([str(BIN / "flip-pipelines"), "dev", "--no-stack", "--port", str(dagster_port)],
                             log_path=work / "dev.log", env=env, cwd=REPO)
@@ -104,12 +102,12 @@ def main() -> None:
                 client.abort_job(client.list_jobs()[-1].job_id)
                 # the pipeline: enqueue, and the sensor + daemon do the rest
                 with new_session(engine) as session:
-                    model = queue.add_model(session, f"bench-{uuid.uuid4().hex[:6]}", "bench")
+                    model = registry.add_model(session, f"bench-{uuid.uuid4().hex[:6]}", "bench")
                 for rel, body in files.items():
                     s3_client.put_object(Bucket="models", Key=f"{model.id}/{rel}", Body=body)
                 started = time.monotonic()
-                with new_session(engine) as session:
-                    job_id = queue.add_fl_job(session, model.id, trusts).id
+                with new_session(engine) as session:  # as `flip-pipelines enqueue` does: check, then queue
+                    job_id = lifecycle.enqueue_training(session, model.id, trusts, store.check(str(model.id))).id
 
                 def backend_id(fl_job=job_id) -> str | None:
                     with new_session(engine) as session:
@@ -119,7 +117,7 @@ def main() -> None:
                 wait_running(client, backend_job)
                 pipeline.append(time.monotonic() - started)
                 client.abort_job(backend_job)
-                wait_until(lambda: not any(n.status.value == "BUSY" for n in queue.list_nets(new_session(engine))),
+                wait_until(lambda: not any(n.status.value == "BUSY" for n in registry.list_nets(new_session(engine))),
                            timeout=300, interval=0.5, what="the net to be free again")
         engine.dispose()
         hand, pipe = statistics.median(by_hand), statistics.median(pipeline)
