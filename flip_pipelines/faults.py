@@ -1,13 +1,15 @@
 """Crash points for the crash drills: a real SIGKILL of the real process at a named boundary of a training.
 
-Disarmed unless ``FLIP_CRASH_POINTS_FILE`` names a file; each line of that file arms one crash point. The line is
-removed before the process kills itself, so the run that recovers the training passes the same point. Nothing
-in production sets the variable; ``benchmarks/drills.py`` and the drill tests do.
+Disarmed unless ``FLIP_CRASH_POINTS_FILE`` names a file. Each line of that file, ``<point> <key>``, arms one
+crash point for one training (the key is the model id). The line is removed before the process kills itself,
+so the run that recovers the training passes the same point, and ``<point> <key> <unix time>`` is appended to
+``<file>.fired`` so a drill knows when it happened. Nothing in production sets the variable.
 """
 
 import fcntl
 import os
 import signal
+import time
 from pathlib import Path
 
 CRASH_POINTS_ENV = "FLIP_CRASH_POINTS_FILE"
@@ -23,29 +25,50 @@ CRASH_POINTS = (
 )
 
 
-def crash_point(name: str) -> None:
-    """SIGKILL this process if ``name`` is armed (and disarm it first)."""
+def crash_point(name: str, key: str) -> None:
+    """SIGKILL this process if ``name`` is armed for ``key`` (disarming it first)."""
     path = os.environ.get(CRASH_POINTS_ENV)
     if not path or not Path(path).exists():
         return
+    entry = f"{name} {key}"
     with open(path, "r+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        armed = handle.read().split()
-        if name not in armed:
+        armed = [line for line in handle.read().splitlines() if line.strip()]
+        if entry not in armed:
             return
-        armed.remove(name)
+        armed.remove(entry)
         handle.seek(0)
         handle.truncate()
-        handle.write("\n".join(armed))
+        handle.write("".join(f"{line}\n" for line in armed))
         handle.flush()
         os.fsync(handle.fileno())
+        with open(f"{path}.fired", "a") as fired:
+            fired.write(f"{entry} {time.time()}\n")
+            fired.flush()
+            os.fsync(fired.fileno())
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def arm(path: Path, name: str) -> None:
-    """Arm crash point ``name`` in the file ``FLIP_CRASH_POINTS_FILE`` names."""
+def arm(path: Path, name: str, key: str) -> None:
+    """Arm crash point ``name`` for ``key`` in ``path`` (the file ``FLIP_CRASH_POINTS_FILE`` names).
+
+    Raises:
+        ValueError: unknown crash point.
+    """
     if name not in CRASH_POINTS:
         raise ValueError(f"unknown crash point {name!r}: expected one of {', '.join(CRASH_POINTS)}")
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.write(f"\n{name}")
+        handle.write(f"{name} {key}\n")
+
+
+def fired_at(path: Path, name: str, key: str) -> float | None:
+    """When crash point ``name`` fired for ``key`` (unix time), or None if it has not."""
+    fired = Path(f"{path}.fired")
+    if not fired.exists():
+        return None
+    for line in fired.read_text().splitlines():
+        point, armed_key, when = line.split()
+        if (point, armed_key) == (name, key):
+            return float(when)
+    return None

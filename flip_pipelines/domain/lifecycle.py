@@ -130,6 +130,18 @@ def reconcile_action(facts: ReconcileFacts) -> Action:
     return Action.WAIT
 
 
+# Dagster's ``dagster/failure_reason`` values of a run that failed in a step or before any step could run; a failed
+# run without one of these (a killed process, a lost host, a restarted worker) lost its worker instead.
+FAILED_ON_ITS_OWN = frozenset({"STEP_FAILURE", "JOB_INITIALIZATION_FAILURE", "RUN_EXCEPTION"})
+
+
+def worker_was_lost(failure_reason: str | None, marked_lost: bool) -> bool:
+    """Whether a failed run died with its worker (SIGKILL, OOM, host gone) rather than failing on its own: the
+    code server reports a killed worker's run failed with no reason, and reconciliation marks a run whose
+    heartbeat stopped."""
+    return marked_lost or failure_reason not in FAILED_ON_ITS_OWN
+
+
 class AfterFailure(StrEnum):
     NOTHING = "NOTHING"
     FAIL_BEFORE_SUBMISSION = "FAIL_BEFORE_SUBMISSION"

@@ -51,7 +51,7 @@ def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: Sub
     """Store the result of a FINISHED job and end the training; end it FAILED/STOPPED otherwise (and fail the run)."""
     outcome = outcome_of_backend_status(status) or Outcome.FAILED
     if outcome == Outcome.FINISHED:
-        crash_point("after_finished")
+        crash_point("after_finished", str(claim.model_id))
         try:
             location, size = _store_result(claim, submitted, fl_api, storage)
         except Exception as exc:
@@ -92,7 +92,7 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim,
                                  + (f" ({job.status_details})" if job.status_details else ""))
                 last = job.status
                 if job.status == FLJobStatus.RUNNING:
-                    crash_point("mid_monitor")
+                    crash_point("mid_monitor", str(claim.model_id))
             if job is not None and job.status in TERMINAL_FL_JOB_STATUSES:
                 return finish_training(context, claim, submitted, job.status, job.status_details, fl_api, queue_db,
                                        storage)

@@ -106,7 +106,7 @@ def resolve_backend(context: dg.OpExecutionContext, config: TrainModelConfig, qu
         f"{claim.model_name} (fl_job {claim.fl_job_id}) trains on net {claim.net_name} ({claim.fl_backend.value}) "
         f"with trusts {', '.join(claim.trust_names)} (FL clients {', '.join(claim.slot_names)})"
     )
-    crash_point("after_claim")
+    crash_point("after_claim", str(claim.model_id))
     return claim
 
 
@@ -139,7 +139,7 @@ def validate_clients(context: dg.OpExecutionContext, claim: Claim, fl_api: FLApi
 def bundle(context: dg.OpExecutionContext, claim: Claim, storage: FlipStorage) -> BundledFiles:
     if _already_submitted(context, claim):
         return BundledFiles(keys=())
-    store = storage.bundle_store(log=context.log.info, on_copy=lambda: crash_point("mid_bundle"))
+    store = storage.bundle_store(log=context.log.info, on_copy=lambda: crash_point("mid_bundle", str(claim.model_id)))
     try:
         result = store.bundle(str(claim.model_id), claim.fl_backend)
     except Exception as exc:
@@ -201,14 +201,14 @@ def submit(context: dg.OpExecutionContext, claim: Claim, bundle_urls: PresignedB
             raise_if_aborted(queue_db, claim)
             uploaded = client.upload_app(str(claim.model_id), request)
             context.log.info(f"uploaded {uploaded.files} file(s) to {claim.net_name}")
-            crash_point("after_upload")
+            crash_point("after_upload", str(claim.model_id))
             raise_if_aborted(queue_db, claim)
             backend_job_id = client.submit_job(str(claim.model_id), submit_token=f"fl_job-{claim.fl_job_id}")
     except dg.Failure:
         raise
     except Exception as exc:
         raise op_error(context, exc, f"submitting {claim.model_name} to {claim.net_name}") from exc
-    crash_point("after_submit")
+    crash_point("after_submit", str(claim.model_id))
     try:
         with queue_db.session() as session:
             lifecycle.record_submission(session, claim.fl_job_id, backend_job_id, claim.net_name)

@@ -23,6 +23,7 @@ from flip_pipelines.domain.lifecycle import (
     after_run_failure,
     backend_needed,
     reconcile_action,
+    worker_was_lost,
 )
 from flip_pipelines.domain.queue import ActiveJob
 from flip_pipelines.fl_api.client import FLApiError
@@ -34,6 +35,7 @@ from flip_pipelines.sensors.queue import run_tags
 from flip_pipelines.services.fl_status import backend_statuses
 
 WORKER_LOST_TAG = "flip/worker_lost"
+RUN_FAILURE_REASON_TAG = "dagster/failure_reason"  # set by Dagster on a run that failed in a step, init, ...
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                        dg.DagsterRunStatus.STARTED]
 FL_API_BUDGET_SECONDS = 20.0  # all FL-API calls of a reconcile tick, well inside Dagster's 60 s sensor timeout
@@ -55,6 +57,10 @@ def run_failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
     return f"run {run_id} ended {run.status.value if run else 'unknown'}"
 
 
+def lost_worker(run: dg.DagsterRun) -> bool:
+    return worker_was_lost(run.tags.get(RUN_FAILURE_REASON_TAG), run.tags.get(WORKER_LOST_TAG) == "true")
+
+
 @dg.run_failure_sensor(
     monitored_jobs=[train_model],
     minimum_interval_seconds=5,  # a failed run's net goes back to the queue within a daemon loop
@@ -69,8 +75,7 @@ def training_failure_sensor(context: dg.RunFailureSensorContext, queue_db: Queue
         return
     with queue_db.session() as session:
         job = lifecycle.get_job(session, uuid.UUID(fl_job_id))
-        decision = after_run_failure(job.status, job.fl_backend_job_id is not None,
-                                     run.tags.get(WORKER_LOST_TAG) == "true")
+        decision = after_run_failure(job.status, job.fl_backend_job_id is not None, lost_worker(run))
         if decision == AfterFailure.NOTHING:
             context.log.info(f"fl_job {fl_job_id} is {job.status.value}: left to its own run or reconciliation")
             return
@@ -102,7 +107,9 @@ def runs_of_job(instance: dg.DagsterInstance, fl_job_id: uuid.UUID, now: float) 
     elif not records:
         state = RunState.NONE
     else:  # newest first
-        state = RunState.ENDED_LOST if records[0].dagster_run.tags.get(WORKER_LOST_TAG) else RunState.ENDED
+        last = records[0].dagster_run
+        state = (RunState.ENDED_LOST if last.status == dg.DagsterRunStatus.FAILURE and lost_worker(last)
+                 else RunState.ENDED)
     return RunsOfJob(state, tuple(r.dagster_run for r in lost), len(records), failed,
                      records[0].dagster_run.run_id if records else None)
 

@@ -18,6 +18,7 @@ from flip_pipelines.domain.lifecycle import (
     backend_needed,
     outcome_of_backend_status,
     reconcile_action,
+    worker_was_lost,
 )
 
 ANY = object()
@@ -88,3 +89,12 @@ def test_every_outcome_has_its_final_states() -> None:
         Outcome.STOPPED: (JobStatus.COMPLETED, ModelStatus.ERROR),
         Outcome.ABORTED: (JobStatus.DELETED, ModelStatus.STOPPED),
     }
+
+
+@pytest.mark.parametrize(("reason", "marked", "lost"), [
+    ("STEP_FAILURE", False, False), ("JOB_INITIALIZATION_FAILURE", False, False), ("RUN_EXCEPTION", False, False),
+    (None, False, True), ("UNEXPECTED_TERMINATION", False, True), ("RUN_WORKER_RESTART", False, True),
+    ("START_TIMEOUT", False, True), ("STEP_FAILURE", True, True),
+])
+def test_a_run_that_did_not_fail_on_its_own_lost_its_worker(reason: str | None, marked: bool, lost: bool) -> None:
+    assert worker_was_lost(reason, marked) is lost
