@@ -1,10 +1,12 @@
 """Process-wide settings read from the environment, with embedded local defaults."""
 
 import os
+import shlex
 from pathlib import Path
 
 DATA_DIR_ENV = "FLIP_DATA_DIR"
 DATABASE_URL_ENV = "FLIP_DATABASE_URL"
+LOCAL_STACK_PID_ENV = "FLIP_LOCAL_STACK_PID"
 
 
 def data_dir() -> Path:
@@ -13,6 +15,48 @@ def data_dir() -> Path:
     ``FLIP_DATA_DIR`` overrides the default ``./.flip`` (relative to the working directory).
     """
     return Path(os.environ.get(DATA_DIR_ENV, ".flip")).resolve()
+
+
+def local_stack_env_file() -> Path:
+    """Where ``flip-pipelines dev`` leaves the running local stack's settings (S3 endpoint and keys, buckets, FL-API
+    token, database) for commands started from another shell in the same folder."""
+    return data_dir() / "stack.env"
+
+
+def write_local_stack_env(values: dict[str, str]) -> None:
+    path = local_stack_env_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    values = {**values, LOCAL_STACK_PID_ENV: str(os.getpid())}
+    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(values.items())))
+
+
+def use_local_stack_env() -> None:
+    """Adopt the running local stack's settings for every variable not set already (a second terminal after
+    ``make dev`` needs no setup); the file is shell-sourceable too."""
+    path = local_stack_env_file()
+    if not path.exists():
+        return
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key] = shlex.split(value)[0] if value else ""
+    pid = int(values.get(LOCAL_STACK_PID_ENV, "0") or 0)
+    if not pid or not _pid_alive(pid):
+        return  # left behind by a stack that was killed: its servers are gone
+    for key, value in values.items():
+        if key and not os.environ.get(key):
+            os.environ[key] = value
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def database_url() -> str:

@@ -32,6 +32,9 @@ def _storage_error(exc: Exception) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: every expected failure becomes one line on stderr and a non-zero exit."""
+    from flip_pipelines import settings
+
+    settings.use_local_stack_env()
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="flip-pipelines", standalone_mode=False)
     except click.exceptions.Exit as exc:

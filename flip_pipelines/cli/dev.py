@@ -56,7 +56,11 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
 
             local_stack = LocalStack(data_dir=settings.data_dir() / "stack", database_url=obj.url,
                                      token=env["FLIP_FL_API_TOKEN"], log=click.echo)
-            env.update(local_stack.start())
+            stack_env = local_stack.start()
+            env.update(stack_env)
+            settings.write_local_stack_env({**stack_env, settings.DATABASE_URL_ENV: obj.url})
+            click.echo(f"settings:        {settings.local_stack_env_file()} (other flip-pipelines commands in this "
+                       "folder read it while the stack runs)")
             click.echo(f"demo model:      {local_stack.demo_model_id} — train it with: flip-pipelines enqueue "
                        f"{local_stack.demo_model_id} --trust Trust_1 --trust Trust_2")
         workspace = workspace or (Path("workspace.yaml") if Path("workspace.yaml").exists() else None)
@@ -76,6 +80,7 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
             except subprocess.TimeoutExpired:
                 dagster_process.kill()
         if local_stack is not None:
+            settings.local_stack_env_file().unlink(missing_ok=True)
             local_stack.stop()
 
 
