@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test dev lint bench clean
+.PHONY: test dev lint bench drills clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_claim.py
+
+## drills: SIGKILL a training's run worker at every boundary (and the daemon mid-run) on a real local hub; print the table
+drills: $(STAMP)
+	$(BIN)/python benchmarks/drills.py $(DRILL_ARGS)
 
 clean:
 	rm -rf $(VENV) .flip .pytest_cache

@@ -84,3 +84,33 @@ class FlakyProxy:
             server.shutdown()
             server.server_close()
             thread.join(timeout=10)
+
+
+@contextmanager
+def hanging_server() -> Iterator[str]:
+    """A real server that accepts connections, reads what it is sent and never answers: an FL API that hangs.
+    Yields its URL; every connection is closed when the block ends."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", free_port()))
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        listener.close()

@@ -60,25 +60,47 @@ def cli_env(request: pytest.FixtureRequest, tmp_path: Path, s3_server: LocalS3) 
     return env, f"sqlite:///{tmp_path / 'data' / 'flip.db'}"
 
 
-def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_path: Path) -> None:
+def in_process(env: dict[str, str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
+               capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """``ok`` without a new interpreter per command: the same ``main`` with the same environment and folder."""
+    for key in [k for k in os.environ if k.startswith(("FLIP_", "AWS_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith(("FLIP_", "AWS_")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.chdir(cwd)
+
+    def call(args: list[str]) -> str:
+        code = main(args)
+        captured = capsys.readouterr()
+        assert code == 0, f"{args}: {captured.err}"
+        return captured.out.strip()
+
+    return call
+
+
+def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The installed command for the first and the queue-changing steps, ``main`` in-process for the rest."""
     env, url = cli_env
     assert "revision 0001" in ok(["db", "upgrade"], env, tmp_path)
-    ok(["nets", "add", "net-a", "--endpoint", "http://127.0.0.1:18101", "--backend", "nvflare"], env, tmp_path)
-    ok(["nets", "add", "net-b", "--endpoint", "http://127.0.0.1:18102", "--backend", "FLOWER"], env, tmp_path)
-    ok(["trusts", "add", "Trust_1", "--slot", "site-1"], env, tmp_path)
-    ok(["trusts", "add", "Trust_2", "--slot", "site-2"], env, tmp_path)
-    ok(["projects", "add", "proj", "--query", "SELECT * FROM cohort"], env, tmp_path)
-    model_id = uuid.UUID(ok(["models", "add", "m1", "--project", "proj"], env, tmp_path))
-    ok(["models", "upload", str(model_id), str(demo_model_dir("nvflare_logreg"))], env, tmp_path)
-    check = ok(["models", "check", str(model_id)], env, tmp_path).splitlines()
+    run_main = in_process(env, tmp_path, monkeypatch, capsys)
+    run_main(["nets", "add", "net-a", "--endpoint", "http://127.0.0.1:18101", "--backend", "nvflare"])
+    run_main(["nets", "add", "net-b", "--endpoint", "http://127.0.0.1:18102", "--backend", "FLOWER"])
+    run_main(["trusts", "add", "Trust_1", "--slot", "site-1"])
+    run_main(["trusts", "add", "Trust_2", "--slot", "site-2"])
+    run_main(["projects", "add", "proj", "--query", "SELECT * FROM cohort"])
+    model_id = uuid.UUID(run_main(["models", "add", "m1", "--project", "proj"]))
+    run_main(["models", "upload", str(model_id), str(demo_model_dir("nvflare_logreg"))])
+    check = run_main(["models", "check", str(model_id)]).splitlines()
     assert check[0] == f"model m1 ({model_id})" and check[1].startswith("  nvflare: OK — nvflare/standard bundle")
     assert check[2:] == ["  flower: NOT OK",
                          "    - Missing required files for job type standard on flower: client_app.py"]
-    checked = json.loads(ok(["models", "check", str(model_id), "--backend", "nvflare", "--json"], env, tmp_path))
+    checked = json.loads(run_main(["models", "check", str(model_id), "--backend", "nvflare", "--json"]))
     assert [(b["backend"], b["ok"], b["net_registered"]) for b in checked["backends"]] == [("nvflare", True, True)]
     job_id = uuid.UUID(ok(["enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2"], env, tmp_path))
 
-    state = json.loads(ok(["queue", "--json"], env, tmp_path))
+    state = json.loads(run_main(["queue", "--json"]))
     assert state["queued"] == [
         {"position": 1, "fl_job_id": str(job_id), "model_id": str(model_id), "created": state["queued"][0]["created"]}
     ]
@@ -86,9 +108,9 @@ def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_p
         ("net-a", "nvflare", "AVAILABLE"),
         ("net-b", "flower", "AVAILABLE"),
     ]
-    table = ok(["queue"], env, tmp_path)
+    table = run_main(["queue"])
     assert str(job_id) in table and "net-b" in table and "AVAILABLE" in table
-    nets = json.loads(ok(["nets", "list", "--json"], env, tmp_path))
+    nets = json.loads(run_main(["nets", "list", "--json"]))
     assert {n["name"] for n in nets} == {"net-a", "net-b"}
 
     engine = make_engine(url)

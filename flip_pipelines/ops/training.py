@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 
 import dagster as dg
-import pandas as pd
 
 from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.domain.enums import FLBackend
@@ -144,9 +143,8 @@ def bundle(context: dg.OpExecutionContext, claim: Claim, storage: FlipStorage) -
         result = store.bundle(str(claim.model_id), claim.fl_backend)
     except Exception as exc:
         raise op_error(context, exc, f"bundling {claim.model_name}") from exc
-    table = pd.DataFrame(
-        [{"file": s.dest, "from": s.origin, "source": s.source} for s in result.plan.steps]
-    ).sort_values("file")
+    files = sorted(({"file": s.dest, "from": s.origin, "source": s.source} for s in result.plan.steps),
+                   key=lambda row: row["file"])
     context.log_event(dg.AssetObservation(asset_key=model_asset(claim, "files"), metadata={
         "bucket": storage.model_bucket, "files": len({s.source for s in result.plan.steps if s.origin == "model"}),
     }))
@@ -159,8 +157,8 @@ def bundle(context: dg.OpExecutionContext, claim: Claim, storage: FlipStorage) -
             "objects": len(result.keys), "bytes": result.total_bytes, "duration_s": round(result.seconds, 2),
             "dropped": ", ".join(result.plan.dropped) or "none",
             "files": dg.MetadataValue.table(
-                records=[dg.TableRecord(r) for r in table.to_dict("records")],
-                schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in table.columns]),
+                records=[dg.TableRecord(r) for r in files],
+                schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in ("file", "from", "source")]),
             ),
         },
     ))

@@ -63,8 +63,10 @@ def test_train_to_finished_and_download_a_changed_model(case: Case, s3_server: L
     model_id, urls = presigned_bundle(s3_server, case.backend, case.files)
     with case.api.client() as client:
         client.upload_app(model_id, upload_request(urls, case.trusts))
+        before = {j.job_id for j in client.list_jobs()}
         job_id = client.submit_job(model_id, submit_token=f"contract-{model_id}")
         assert client.submit_job(model_id, submit_token=f"contract-{model_id}") == job_id
+        assert {j.job_id for j in client.list_jobs()} - before == {job_id}, "the same token makes one job"
         final = wait_for_status(client, job_id, lambda s: s in TERMINAL, timeout=240, what="the job to end")
         assert final.status == FLJobStatus.FINISHED, final.status_details
         weights = _global_weights(client.download_job(job_id, tmp_path / "r.zip").read_bytes())

@@ -58,24 +58,6 @@ def test_upload_submit_train_finish_and_download(nvflare_fl_api: RunningFLApi, s
     assert losses[0] > losses[1] > losses[2], f"validation loss should fall every round: {losses}"
 
 
-def _long_running(files: dict[str, bytes]) -> dict[str, bytes]:
-    from flip_pipelines_tests.fl_api.helpers import with_config
-
-    return with_config(files, GLOBAL_ROUNDS=50, STEP_SLEEP_SECONDS=0.2)
-
-
-def test_abort_while_running_ends_stopped(nvflare_fl_api: RunningFLApi, s3_server: LocalS3) -> None:
-    model_id, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, _long_running(demo_model_files("nvflare_logreg")))
-    with nvflare_fl_api.client() as client:
-        client.upload_app(model_id, upload_request(urls, SITES))
-        job_id = client.submit_job(model_id)
-        wait_for_status(client, job_id, lambda s: s == FLJobStatus.RUNNING, timeout=60, what="RUNNING")
-        assert client.abort_job(job_id).status == FLJobStatus.STOPPED
-        final = wait_for_status(client, job_id, lambda s: s != FLJobStatus.RUNNING, timeout=60, what="the abort")
-        assert final.status == FLJobStatus.STOPPED, final.status_details
-        assert client.abort_job(job_id).status == FLJobStatus.STOPPED, "aborting again is a no-op"
-
-
 def test_job_needing_missing_site_fails_and_can_be_aborted_while_pending(
     nvflare_fl_api: RunningFLApi, s3_server: LocalS3
 ) -> None:
@@ -96,18 +78,6 @@ def test_job_needing_missing_site_fails_and_can_be_aborted_while_pending(
                                  what="the unschedulable job to fail")
         assert failed.status == FLJobStatus.FAILED
         assert "CAN_NOT_SCHEDULE" in (failed.status_details or ""), failed.status_details
-
-
-def test_same_submit_token_yields_one_job(nvflare_fl_api: RunningFLApi, s3_server: LocalS3) -> None:
-    model_id, urls = presigned_bundle(s3_server, FLBackend.NVFLARE, demo_model_files("nvflare_logreg"))
-    with nvflare_fl_api.client() as client:
-        client.upload_app(model_id, upload_request(urls, SITES))
-        before = {j.job_id for j in client.list_jobs()}
-        first = client.submit_job(model_id, submit_token=f"fl_job-{model_id}")
-        second = client.submit_job(model_id, submit_token=f"fl_job-{model_id}")
-        assert first == second
-        assert {j.job_id for j in client.list_jobs()} - before == {first}
-        wait_for_status(client, first, lambda s: s == FLJobStatus.FINISHED, timeout=180, what="the job to finish")
 
 
 def test_auth_unknown_ids_and_unsafe_urls(nvflare_fl_api: RunningFLApi, s3_server: LocalS3) -> None:
