@@ -85,17 +85,26 @@ def _run_config(model_id: uuid.UUID, **resolve: object) -> dict[str, object]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: the daemon tests train on it
-@pytest.mark.parametrize("backend", [FLBackend.NVFLARE, FLBackend.FLOWER])
-def test_launchpad_run_with_model_id_and_trusts_trains_to_completion(
-    backend: FLBackend, database_url: str, s3_server: LocalS3, request: pytest.FixtureRequest
+@pytest.mark.parametrize(("backend", "launch"), [(FLBackend.NVFLARE, "model id and trusts"),
+                                                 (FLBackend.FLOWER, "model id of a queued model")])
+def test_launchpad_run_trains_to_completion(
+    backend: FLBackend, launch: str, database_url: str, s3_server: LocalS3, request: pytest.FixtureRequest
 ) -> None:
+    """With trusts the run queues and claims in one step; with only a model id it claims the model's queued job
+    (here no sensor competes for it, as none runs)."""
     api: RunningFLApi = request.getfixturevalue(f"{backend.value}_fl_api")
     hub = _hub(database_url, s3_server, {"net-1": (api.base_url, backend)})
     demo = "nvflare_logreg" if backend == FLBackend.NVFLARE else "flower_logreg"
     model_id = _model(hub, s3_server, with_config(demo_model_files(demo), GLOBAL_ROUNDS=1))
+    resolve: dict[str, object] = {"trusts": ["Trust_1", "Trust_2"]}
+    if launch == "model id of a queued model":
+        with hub.session() as session:
+            trusts = registry.get_trust_ids_by_names(session, ["Trust_1", "Trust_2"])
+            lifecycle.enqueue_training(session, model_id, trusts, hub.storage.bundle_store().check(str(model_id)))
+        resolve = {}
     with dg.instance_for_test() as instance:
         result = train_model.execute_in_process(
-            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+            run_config=_run_config(model_id, **resolve),
             resources=_resources(hub, api), instance=instance, raise_on_error=False,
         )
         assert result.success, result.get_run_failure_event()
