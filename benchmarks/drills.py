@@ -39,10 +39,7 @@ def main() -> None:
     postgres = LocalPostgres() if args.database == "postgresql" else None
     stack = dagster = None
     try:
-        if postgres is not None:
-            url = create_database(postgres.start(), "drills")
-        else:
-            url = f"sqlite:///{work / 'flip.db'}"
+        url = create_database(postgres.start(), "drills") if postgres else f"sqlite:///{work / 'flip.db'}"
         token = secrets.token_urlsafe(24)
         stack = LocalStack(data_dir=work / "stack", database_url=url, token=token, log=lambda _: None)
         env = stack.start()

@@ -237,3 +237,16 @@ def flower_fl_api(
         yield running
     finally:
         stop_pid(running.pid, first_signal=signal.SIGINT, timeout=20)
+
+
+# The longest modules first: with `-n 2` (make test) each of two workers starts on one of them at once and the
+# short modules fill the gaps, instead of one long module starting last.
+LONGEST_FIRST = ("jobs/test_daemon.py", "test_dev.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)

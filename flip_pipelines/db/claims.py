@@ -87,6 +87,7 @@ def _take(session: Session, job: FLJob, slot: FLScheduler, net: FLNets,
 def _as_claim(session: Session, job: FLJob, slot: FLScheduler, net: FLNets,
               trusts: dict[uuid.UUID, tuple[str, str]], trust_ids: Sequence[uuid.UUID]) -> Claim:
     model = get_row(session, Model, job.model_id, "model")
+    trust_ids = sorted(trust_ids, key=lambda t: trusts.get(t, (str(t), ""))[0])  # by name: stable for people
     names = [trusts.get(t, (str(t), str(t))) for t in trust_ids]  # a trust deregistered since: its id
     return Claim(
         scheduler_id=slot.id, net_id=net.id, net_name=net.name, endpoint=net.endpoint, fl_backend=net.fl_backend,

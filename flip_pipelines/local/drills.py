@@ -64,7 +64,7 @@ class DrillHub:
     crash_file: Path
     project: str = "proj"
     trusts: tuple[str, ...] = ("Trust_1", "Trust_2")
-    rounds: int = 2
+    rounds: int = 1
     _engine: Any = None
 
     def session(self) -> Session:

@@ -87,8 +87,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         FLIP_S3_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID=s3_server.access_key,
         AWS_SECRET_ACCESS_KEY=s3_server.secret_key, FLIP_MODEL_BUCKET=buckets["models"],
         FLIP_BUNDLE_BUCKET=buckets["bundles"], FLIP_RESULTS_BUCKET=buckets["results"],
-        # recovery within seconds: a lost worker is noticed after 6 s, reconciliation looks every 5 s
-        FLIP_MONITOR_STALE_SECONDS="6", FLIP_RECONCILE_INTERVAL_SECONDS="5", FLIP_MONITOR_POLL_SECONDS="1",
+        # recovery within seconds: a silent run is lost after 10 s, reconciliation looks every 5 s
+        FLIP_MONITOR_STALE_SECONDS="10", FLIP_RECONCILE_INTERVAL_SECONDS="5", FLIP_MONITOR_POLL_SECONDS="1",
         FLIP_CLAIM_GRACE_SECONDS="20", **{CRASH_POINTS_ENV: str(work / "crash_points")},
     )
     (work / "crash_points").touch()
@@ -180,39 +180,35 @@ def _wait_until_stopped(stack: Stack, backend_job_id: str) -> str:
     return job.status.value
 
 
-def test_enqueue_alone_trains_on_both_nets_at_once(stack: Stack, s3_server: LocalS3) -> None:
-    models = [_model(stack), _model(stack)]
-    fl_jobs = [_enqueue(stack, m) for m in models]
+def test_a_busy_hub_trains_in_fifo_order_per_net_and_both_nets_at_once(stack: Stack, s3_server: LocalS3) -> None:
+    """Three NVFlare-only models and a Flower-only one, enqueued together: the NVFlare three train one after
+    another on net-nvflare (run windows in FIFO order, never overlapping) while the Flower one trains beside them
+    on net-flower. `enqueue` alone does it all."""
+    nvflare = [_model(stack, FLBackend.NVFLARE) for _ in range(3)]
+    flower = _model(stack, FLBackend.FLOWER)
+    fl_jobs = [_enqueue(stack, m) for m in [*nvflare, flower]]
     jobs = [_wait_finished(stack, j) for j in fl_jobs]
+    runs = [_runs(stack, j) for j in fl_jobs]
+    assert all(len(r) == 1 and r[0]["status"] == "SUCCESS" for r in runs), runs
+    nets = [next(t["value"] for t in r[0]["tags"] if t["key"] == "flip/net") for r in runs]
+    assert nets == ["net-nvflare"] * 3 + ["net-flower"]
+    windows = [(r[0]["startTime"], r[0]["endTime"]) for r in runs]
+    assert windows[:3] == sorted(windows[:3]), "first queued, first trained"
+    for (_, previous_end), (next_start, _) in zip(windows[:3], windows[1:3], strict=False):
+        assert next_start >= previous_end, f"runs on one net overlapped: {windows}"
+    assert windows[3][0] < windows[0][1], "the Flower training ran beside the first NVFlare one"
     with stack.session() as session:
-        for model_id, job in zip(models, jobs, strict=True):
+        for model_id, job in zip([*nvflare, flower], jobs, strict=True):
             assert job.status == JobStatus.COMPLETED, job
             assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
-    for model_id, job in zip(models, jobs, strict=True):
-        assert f"{model_id}/{job.id}.zip" in list_keys(s3_server.client(), stack.buckets["results"], f"{model_id}/")
-    nets = {t["value"] for j in fl_jobs for r in _runs(stack, j) for t in r["tags"] if t["key"] == "flip/net"}
-    assert nets == {"net-flower", "net-nvflare"}, "two queued jobs on two free nets ran side by side"
+            assert f"{model_id}/{job.id}.zip" in list_keys(s3_server.client(), stack.buckets["results"],
+                                                           f"{model_id}/")
     assets = stack.graphql('{ assetsOrError { ... on AssetConnection { nodes { key { path } } } } }')
     paths = {tuple(n["key"]["path"]) for n in assets["assetsOrError"]["nodes"]}
-    for model_id in models:
+    for model_id in [*nvflare, flower]:
         for kind in ("bundle", "fl_job", "global_model"):
             assert ("flip", "model", str(model_id), kind) in paths
     wait_until(lambda: _nets_free(stack), timeout=30, what="both nets to be free")
-
-
-def test_three_queued_jobs_on_one_net_run_one_after_another(stack: Stack) -> None:
-    models = [_model(stack, FLBackend.NVFLARE) for _ in range(3)]
-    fl_jobs = [_enqueue(stack, m) for m in models]
-    for fl_job_id in fl_jobs:
-        assert _wait_finished(stack, fl_job_id).status == JobStatus.COMPLETED
-    runs = [_runs(stack, fl_job_id) for fl_job_id in fl_jobs]
-    assert all(len(r) == 1 and r[0]["status"] == "SUCCESS" for r in runs), runs
-    windows = [(r[0]["startTime"], r[0]["endTime"]) for r in runs]
-    assert windows == sorted(windows), "first queued, first trained"
-    for (_, previous_end), (next_start, _) in zip(windows, windows[1:], strict=False):
-        assert next_start >= previous_end, f"runs on one net overlapped: {windows}"
-    with stack.session() as session:
-        assert {session.get(Model, m).status for m in models} == {ModelStatus.RESULTS_UPLOADED}
 
 
 def test_a_model_missing_a_required_file_is_refused_at_enqueue(stack: Stack) -> None:

@@ -254,6 +254,7 @@ def test_reconcile_ends_jobs_stopped_outside_us_or_vanished(
     with nvflare_fl_api.client() as client:
         client.upload_app(str(stopped_model), upload_request(urls, ["site-1", "site-2"]))
         backend_job = client.submit_job(str(stopped_model))
+        wait_for_status(client, backend_job, lambda s: s.value == "RUNNING", timeout=60, what="RUNNING")
         client.abort_job(backend_job)  # someone stops it on the FL server directly
         wait_for_status(client, backend_job, lambda s: s.value == "STOPPED", timeout=60, what="STOPPED")
     with hub.session() as session:
