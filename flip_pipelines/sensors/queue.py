@@ -7,6 +7,7 @@ import dagster as dg
 
 from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.domain.model_check import ModelCheck
+from flip_pipelines.domain.retry import is_transient
 from flip_pipelines.jobs.training import train_model
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.storage import FlipStorage
@@ -23,7 +24,8 @@ def check_models(storage: FlipStorage, model_ids: list[uuid.UUID], log: dg.Dagst
                  ) -> dict[uuid.UUID, ModelCheck]:
     """Which backends each waiting model's files suit (object listing + config.json), within the tick budget.
 
-    A model whose check failed (S3 unreachable, refused) is left out this tick, with a warning: its jobs wait."""
+    A model whose check failed is left out this tick and its jobs wait: a passing S3 problem (``domain.retry``)
+    is tried again next tick, a refusal is logged as an error for people to fix; neither retires a job."""
     store = storage.bundle_store()
     deadline = time.monotonic() + CHECK_BUDGET_SECONDS
     checks: dict[uuid.UUID, ModelCheck] = {}
@@ -33,8 +35,11 @@ def check_models(storage: FlipStorage, model_ids: list[uuid.UUID], log: dg.Dagst
             break
         try:
             checks[model_id] = store.check(str(model_id))
-        except Exception as exc:
-            log.warning(f"could not check model {model_id} this tick: {exc}")
+        except Exception as exc:  # the jobs wait either way; only people can fix a refusal
+            if is_transient(exc):
+                log.warning(f"could not check model {model_id} this tick, trying again next tick: {exc}")
+            else:
+                log.error(f"S3 refused to list model {model_id}'s files, its jobs wait until that is fixed: {exc}")
     return checks
 
 

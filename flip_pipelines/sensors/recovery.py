@@ -149,9 +149,10 @@ def training_reconcile_sensor(context: dg.SensorEvaluationContext, queue_db: Que
         budget_seconds=FL_API_BUDGET_SECONDS,
     )
     requests = []
+    notes += [f"the FL API at {endpoint} {problem}" for endpoint, problem in statuses.problems.items()]
     for job in jobs:
         seen = runs[job.fl_job_id]
-        backend = (statuses.get((job.net.endpoint, job.backend_job_id), Backend.NOT_ASKED)
+        backend = (statuses.jobs.get((job.net.endpoint, job.backend_job_id), Backend.NOT_ASKED)
                    if job.net and job.backend_job_id else Backend.NOT_ASKED)
         action = reconcile_action(ReconcileFacts(
             submitted=job.backend_job_id is not None, holds_net=job.net is not None, run=seen.run, backend=backend,

@@ -8,18 +8,26 @@ answered when the budget is spent counts as UNREACHABLE for this tick.
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from flip_pipelines.domain.lifecycle import Backend
+from flip_pipelines.domain.retry import is_transient
 from flip_pipelines.fl_api.client import FLApiClient
 
 MAX_PARALLEL_NETS = 8
 
 
+@dataclass(frozen=True)
+class FLStatuses:
+    jobs: dict[tuple[str, str], Backend]  # (endpoint, backend job id) → what the net says of the job
+    problems: dict[str, str]  # endpoint → why it gave no answer (a refusal says so: people must fix it)
+
+
 def backend_statuses(
     wanted: Iterable[tuple[str, str]], client_for: Callable[[str], FLApiClient], *, budget_seconds: float
-) -> dict[tuple[str, str], Backend]:
-    """``(endpoint, backend job id)`` → what that net says of the job (MISSING when it does not list it,
-    UNREACHABLE when it failed or did not answer within ``budget_seconds``)."""
+) -> FLStatuses:
+    """What each net says of its jobs: MISSING when it does not list a job, UNREACHABLE when it failed (the
+    reason in ``problems``) or did not answer within ``budget_seconds``."""
     wanted = list(wanted)
     endpoints = sorted({endpoint for endpoint, _ in wanted})
 
@@ -33,12 +41,16 @@ def backend_statuses(
     deadline = time.monotonic() + budget_seconds
     wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
     pool.shutdown(wait=False, cancel_futures=True)  # a net still hanging is abandoned, not waited for
-    answers: dict[str, dict[str, Backend] | None] = {}
+    answers: dict[str, dict[str, Backend]] = {}
+    problems: dict[str, str] = {}
     for endpoint, future in futures.items():
-        answered = future.done() and not future.cancelled() and future.exception() is None
-        answers[endpoint] = future.result() if answered else None
-    return {
-        (endpoint, job_id): Backend.UNREACHABLE if answers[endpoint] is None
-        else answers[endpoint].get(job_id, Backend.MISSING)  # type: ignore[union-attr]
-        for endpoint, job_id in wanted
-    }
+        if not future.done() or future.cancelled():
+            problems[endpoint] = f"no answer within the tick's {budget_seconds:g}s budget"
+        elif (error := future.exception()) is not None:
+            kind = "unreachable" if is_transient(error) else "refused the request"
+            problems[endpoint] = f"{kind}: {error}"
+        else:
+            answers[endpoint] = future.result()
+    jobs = {(endpoint, job_id): answers[endpoint].get(job_id, Backend.MISSING) if endpoint in answers
+            else Backend.UNREACHABLE for endpoint, job_id in wanted}
+    return FLStatuses(jobs, problems)
