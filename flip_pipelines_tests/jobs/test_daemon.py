@@ -289,7 +289,7 @@ def test_abort_command_stops_a_job_still_pending_on_the_fl_server(stack: Stack, 
 def test_graphql_launch_like_the_launchpad(stack: Stack) -> None:
     """A run launched through the webserver with a model id and trusts queues and claims in one step (a model id
     alone claims the model's queued job: test_train_model.py, in-process, where no sensor competes)."""
-    model_id = _model(stack, FLBackend.FLOWER)
+    model_id = _model(stack, FLBackend.NVFLARE)
     run_id = stack.client().submit_job_execution("train_model", run_config={"ops": {"resolve_backend": {"config": {
         "model_id": str(model_id), "trusts": ["Trust_1", "Trust_2"]}}}})
     assert _wait_for_run(stack, run_id) == DagsterRunStatus.SUCCESS

@@ -85,13 +85,12 @@ def _run_config(model_id: uuid.UUID, **resolve: object) -> dict[str, object]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: the daemon tests train on it
-@pytest.mark.parametrize(("backend", "launch"), [(FLBackend.NVFLARE, "model id and trusts"),
-                                                 (FLBackend.FLOWER, "model id of a queued model")])
+@pytest.mark.parametrize(("backend", "launch"), [(FLBackend.FLOWER, "model id of a queued model")])
 def test_launchpad_run_trains_to_completion(
     backend: FLBackend, launch: str, database_url: str, s3_server: LocalS3, request: pytest.FixtureRequest
 ) -> None:
-    """With trusts the run queues and claims in one step; with only a model id it claims the model's queued job
-    (here no sensor competes for it, as none runs)."""
+    """With only a model id the run claims the model's queued job (here no sensor competes for it, as none runs);
+    with trusts it queues and claims in one step (through the daemon on NVFlare: test_daemon.py)."""
     api: RunningFLApi = request.getfixturevalue(f"{backend.value}_fl_api")
     hub = _hub(database_url, s3_server, {"net-1": (api.base_url, backend)})
     demo = "nvflare_logreg" if backend == FLBackend.NVFLARE else "flower_logreg"
