@@ -27,7 +27,7 @@ from flip_pipelines_tests.fl_api.helpers import (
     with_config,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fl]  # the `case` fixture starts the deployments
 TERMINAL = (FLJobStatus.FINISHED, FLJobStatus.FAILED, FLJobStatus.STOPPED)
 SITES = ["site-1", "site-2"]
 
