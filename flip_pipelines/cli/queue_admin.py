@@ -2,7 +2,6 @@
 
 import click
 
-from flip_pipelines import settings
 from flip_pipelines.cli.common import (
     Context,
     bundle_store,
@@ -194,5 +193,3 @@ def show_queue(obj: Context, as_json: bool) -> None:
     click.echo(format_table(["net", "backend", "status", "fl_job", "model"],
                             [(s.name, s.fl_backend.value, s.status.value, s.fl_job_id, s.model_id) for s in states]))
 
-
-__all__ = ["settings"]

@@ -58,6 +58,51 @@ class RunState(StrEnum):
     NONE = "NONE"  # no run was ever started for the job
 
 
+class RunPhase(StrEnum):
+    """A Dagster run's status, reduced to what recovery needs."""
+
+    WAITING = "WAITING"  # queued, not started, starting: no worker to lose yet
+    STARTED = "STARTED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+@dataclass(frozen=True)
+class RunFact:
+    phase: RunPhase
+    silent_seconds: float  # since its last heartbeat (since it started, before its first)
+    failure_reason: str | None = None  # Dagster's ``dagster/failure_reason`` of a failed run
+    marked_lost: bool = False  # reconciliation marked it failed because its worker went silent
+
+
+@dataclass(frozen=True)
+class RunsSeen:
+    state: RunState
+    lost: tuple[int, ...]  # indexes of started runs whose heartbeat stopped: to be marked failed
+    failed: int  # runs that failed or lost their worker (those included)
+
+
+def classify_runs(runs: "list[RunFact]", stale_seconds: float) -> RunsSeen:
+    """The runs of one claimed job (newest first) as reconciliation sees them: a started run silent for longer
+    than ``stale_seconds`` lost its worker; the state is ALIVE while any other run is waiting or started, else
+    what the newest run's end says."""
+    lost = tuple(i for i, r in enumerate(runs) if r.phase == RunPhase.STARTED and r.silent_seconds > stale_seconds)
+    active = [i for i, r in enumerate(runs) if r.phase in (RunPhase.WAITING, RunPhase.STARTED)]
+    failed = sum(1 for r in runs if r.phase == RunPhase.FAILED) + len(lost)
+    if len(active) > len(lost):
+        state = RunState.ALIVE
+    elif lost:
+        state = RunState.LOST
+    elif not runs:
+        state = RunState.NONE
+    else:
+        newest = runs[0]
+        died = newest.phase == RunPhase.FAILED and worker_was_lost(newest.failure_reason, newest.marked_lost)
+        state = RunState.ENDED_LOST if died else RunState.ENDED
+    return RunsSeen(state, lost, failed)
+
+
 class Backend(StrEnum):
     """What the net's FL API said about a submitted job (``NOT_ASKED`` when it was not needed or not submitted)."""
 

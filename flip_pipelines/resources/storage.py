@@ -1,5 +1,7 @@
 """Buckets and S3 access for bundles and results, as one Dagster resource."""
 
+from collections.abc import Callable
+
 import dagster as dg
 
 from flip_pipelines import settings
@@ -16,7 +18,10 @@ class FlipStorage(dg.ConfigurableResource):
     presign_ttl_seconds: int = settings.presign_ttl_seconds()
     copy_workers: int = 16
 
-    def bundle_store(self, log=None, on_copy=None) -> BundleStore:  # type: ignore[no-untyped-def]
+    def bundle_store(self, log: Callable[[str], None] | None = None,
+                     on_copy: Callable[[], None] | None = None) -> BundleStore:
+        """A bundle store on this resource's S3 client; ``log`` receives progress lines, ``on_copy`` is called
+        before each object is copied (the crash drills' hook)."""
         return BundleStore(
             self.s3.get_client(),
             model_bucket=self.model_bucket,

@@ -19,9 +19,12 @@ from flip_pipelines.domain.lifecycle import (
     Backend,
     Outcome,
     ReconcileFacts,
-    RunState,
+    RunFact,
+    RunPhase,
+    RunsSeen,
     after_run_failure,
     backend_needed,
+    classify_runs,
     reconcile_action,
     worker_was_lost,
 )
@@ -84,34 +87,32 @@ def training_failure_sensor(context: dg.RunFailureSensorContext, queue_db: Queue
     context.log.info(f"fl_job {fl_job_id}: DELETED, model ERROR, net freed ({reason})")
 
 
+PHASES = {
+    dg.DagsterRunStatus.QUEUED: RunPhase.WAITING, dg.DagsterRunStatus.NOT_STARTED: RunPhase.WAITING,
+    dg.DagsterRunStatus.STARTING: RunPhase.WAITING, dg.DagsterRunStatus.STARTED: RunPhase.STARTED,
+    dg.DagsterRunStatus.SUCCESS: RunPhase.SUCCEEDED, dg.DagsterRunStatus.FAILURE: RunPhase.FAILED,
+    dg.DagsterRunStatus.CANCELING: RunPhase.CANCELED, dg.DagsterRunStatus.CANCELED: RunPhase.CANCELED,
+}
+
+
 @dataclass(frozen=True)
 class RunsOfJob:
-    run: RunState
+    seen: RunsSeen
     lost: tuple[dg.DagsterRun, ...]  # started runs whose heartbeat stopped
     attempts: int  # every run of the job
-    failed: int  # failed runs, lost ones included
     last_run_id: str | None
 
 
 def runs_of_job(instance: dg.DagsterInstance, fl_job_id: uuid.UUID, now: float) -> RunsOfJob:
+    """The job's runs, newest first, as facts for ``domain.lifecycle.classify_runs``."""
     records = instance.get_run_records(dg.RunsFilter(tags={"flip/fl_job_id": str(fl_job_id)}))
-    stale = settings.stale_heartbeat_seconds()
-    active = [r for r in records if r.dagster_run.status in ACTIVE_RUN_STATUSES]
-    lost = [r for r in active if r.dagster_run.status == dg.DagsterRunStatus.STARTED
-            and heartbeat_age(r.dagster_run.tags, r.start_time, now) > stale]
-    failed = sum(1 for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE) + len(lost)
-    if len(active) > len(lost):
-        state = RunState.ALIVE
-    elif lost:
-        state = RunState.LOST
-    elif not records:
-        state = RunState.NONE
-    else:  # newest first
-        last = records[0].dagster_run
-        state = (RunState.ENDED_LOST if last.status == dg.DagsterRunStatus.FAILURE and lost_worker(last)
-                 else RunState.ENDED)
-    return RunsOfJob(state, tuple(r.dagster_run for r in lost), len(records), failed,
-                     records[0].dagster_run.run_id if records else None)
+    runs = [r.dagster_run for r in records]
+    facts = [RunFact(phase=PHASES.get(r.dagster_run.status, RunPhase.CANCELED),
+                     silent_seconds=heartbeat_age(r.dagster_run.tags, r.start_time, now),
+                     failure_reason=r.dagster_run.tags.get(RUN_FAILURE_REASON_TAG),
+                     marked_lost=r.dagster_run.tags.get(WORKER_LOST_TAG) == "true") for r in records]
+    seen = classify_runs(facts, settings.stale_heartbeat_seconds())
+    return RunsOfJob(seen, tuple(runs[i] for i in seen.lost), len(runs), runs[0].run_id if runs else None)
 
 
 def _past_grace(job: ActiveJob) -> bool:
@@ -142,7 +143,7 @@ def training_reconcile_sensor(context: dg.SensorEvaluationContext, queue_db: Que
                 run, f"no heartbeat for {settings.stale_heartbeat_seconds():.0f}s: the run worker was lost")
             notes.append(f"run {run.run_id} of fl_job {job.fl_job_id} lost its worker: marked failed")
     asked = [j for j in jobs if backend_needed(j.backend_job_id is not None, j.net is not None,
-                                               runs[j.fl_job_id].run)]
+                                               runs[j.fl_job_id].seen.state)]
     statuses = backend_statuses(
         [(j.net.endpoint, j.backend_job_id) for j in asked if j.net and j.backend_job_id],
         lambda endpoint: fl_api.client(endpoint, timeout=FL_API_CALL_TIMEOUT_SECONDS),
@@ -151,14 +152,14 @@ def training_reconcile_sensor(context: dg.SensorEvaluationContext, queue_db: Que
     requests = []
     notes += [f"the FL API at {endpoint} {problem}" for endpoint, problem in statuses.problems.items()]
     for job in jobs:
-        seen = runs[job.fl_job_id]
+        of_job = runs[job.fl_job_id]
         backend = (statuses.jobs.get((job.net.endpoint, job.backend_job_id), Backend.NOT_ASKED)
                    if job.net and job.backend_job_id else Backend.NOT_ASKED)
         action = reconcile_action(ReconcileFacts(
-            submitted=job.backend_job_id is not None, holds_net=job.net is not None, run=seen.run, backend=backend,
-            past_grace=_past_grace(job), failed_runs=seen.failed,
+            submitted=job.backend_job_id is not None, holds_net=job.net is not None, run=of_job.seen.state,
+            backend=backend, past_grace=_past_grace(job), failed_runs=of_job.seen.failed,
         ))
-        note, request = _act(context, queue_db, fl_api, job, seen, backend, action)
+        note, request = _act(context, queue_db, fl_api, job, of_job, backend, action)
         notes += [note] if note else []
         requests += [request] if request else []
     for note in notes:
@@ -168,7 +169,7 @@ def training_reconcile_sensor(context: dg.SensorEvaluationContext, queue_db: Que
 
 
 def _act(context: dg.SensorEvaluationContext, queue_db: QueueDatabase, fl_api: FLApiResource, job: ActiveJob,
-         seen: RunsOfJob, backend: Backend, action: Action) -> tuple[str | None, dg.RunRequest | None]:
+         of_job: RunsOfJob, backend: Backend, action: Action) -> tuple[str | None, dg.RunRequest | None]:
     """Carry out one decision: at most one lifecycle call or one run request."""
     if action == Action.LEAVE:
         return None, None
@@ -179,14 +180,14 @@ def _act(context: dg.SensorEvaluationContext, queue_db: QueueDatabase, fl_api: F
         resume = action == Action.RESUME
         return (f"fl_job {job.fl_job_id}: {'resuming monitoring' if resume else 'restarting its training'} on "
                 f"{job.net.name}", dg.RunRequest(
-            run_key=f"{'resume' if resume else 'restart'}:{job.fl_job_id}:{seen.attempts}",
+            run_key=f"{'resume' if resume else 'restart'}:{job.fl_job_id}:{of_job.attempts}",
             job_name=(resume_training if resume else train_model).name,
             run_config=({"ops": {"load_submitted_training": {"config": {"fl_job_id": str(job.fl_job_id)}}}} if resume
                         else {"ops": {"resolve_backend": {"config": {"model_id": str(job.model_id),
                                                                      "fl_job_id": str(job.fl_job_id)}}}}),
             tags=run_tags(job.net.name, job.model_id, job.fl_job_id, job.model_name),
         ))
-    reason = run_failure_reason(context.instance, seen.last_run_id) if seen.last_run_id else "no run"
+    reason = run_failure_reason(context.instance, of_job.last_run_id) if of_job.last_run_id else "no run"
     with queue_db.session() as session:
         if action == Action.REQUEUE:
             lifecycle.requeue(session, job.fl_job_id, "its claim was never picked up by a run")
@@ -200,12 +201,13 @@ def _act(context: dg.SensorEvaluationContext, queue_db: QueueDatabase, fl_api: F
             lifecycle.end_training(session, job.fl_job_id, ENDED_BY[backend],
                                    f"Training failed: FL job {job.backend_job_id} {what}")
             return f"fl_job {job.fl_job_id}: FL job {what}; net freed", None
-    return _give_up(queue_db, fl_api, job, seen, reason), None
+    return _give_up(queue_db, fl_api, job, of_job, reason), None
 
 
-def _give_up(queue_db: QueueDatabase, fl_api: FLApiResource, job: ActiveJob, seen: RunsOfJob, reason: str) -> str:
+def _give_up(queue_db: QueueDatabase, fl_api: FLApiResource, job: ActiveJob, of_job: RunsOfJob,
+             reason: str) -> str:
     why = ("no net holds it any more" if job.net is None
-           else f"{seen.failed} runs failed or lost their worker (last: {reason})")
+           else f"{of_job.seen.failed} runs failed or lost their worker (last: {reason})")
     if job.backend_job_id and job.net is not None:
         try:
             with fl_api.client(job.net.endpoint, timeout=FL_API_CALL_TIMEOUT_SECONDS) as client:

@@ -13,9 +13,12 @@ from flip_pipelines.domain.lifecycle import (
     Backend,
     Outcome,
     ReconcileFacts,
+    RunFact,
+    RunPhase,
     RunState,
     after_run_failure,
     backend_needed,
+    classify_runs,
     outcome_of_backend_status,
     reconcile_action,
     worker_was_lost,
@@ -98,3 +101,26 @@ def test_every_outcome_has_its_final_states() -> None:
 ])
 def test_a_run_that_did_not_fail_on_its_own_lost_its_worker(reason: str | None, marked: bool, lost: bool) -> None:
     assert worker_was_lost(reason, marked) is lost
+
+
+P = RunPhase
+STALE = 10.0
+
+
+@pytest.mark.parametrize(("runs", "state", "lost", "failed"), [
+    ([], RunState.NONE, (), 0),
+    ([RunFact(P.WAITING, 99)], RunState.ALIVE, (), 0),
+    ([RunFact(P.STARTED, 3)], RunState.ALIVE, (), 0),
+    ([RunFact(P.STARTED, 11)], RunState.LOST, (0,), 1),
+    ([RunFact(P.STARTED, 11), RunFact(P.WAITING, 0)], RunState.ALIVE, (0,), 1),
+    ([RunFact(P.FAILED, 50, "STEP_FAILURE")], RunState.ENDED, (), 1),
+    ([RunFact(P.FAILED, 50, None)], RunState.ENDED_LOST, (), 1),
+    ([RunFact(P.FAILED, 50, "STEP_FAILURE", marked_lost=True)], RunState.ENDED_LOST, (), 1),
+    ([RunFact(P.SUCCEEDED, 50), RunFact(P.FAILED, 90, None)], RunState.ENDED, (), 1),
+    ([RunFact(P.CANCELED, 50)], RunState.ENDED, (), 0),
+    ([RunFact(P.FAILED, 5, None), RunFact(P.FAILED, 50, None), RunFact(P.STARTED, 20)], RunState.LOST, (2,), 3),
+])
+def test_runs_of_a_job_from_their_phases_and_heartbeats(runs: list[RunFact], state: RunState, lost: tuple[int, ...],
+                                                        failed: int) -> None:
+    seen = classify_runs(runs, STALE)
+    assert (seen.state, seen.lost, seen.failed) == (state, lost, failed)
