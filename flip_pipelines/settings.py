@@ -136,3 +136,14 @@ def claim_grace_seconds() -> float:
     """How long a claimed job may wait for its run to appear before reconciliation puts it back in the queue
     (FLIP_CLAIM_GRACE_SECONDS, default 60): the queue sensor claims, then the daemon creates the run."""
     return float(_env("FLIP_CLAIM_GRACE_SECONDS", "60"))
+
+
+OWNER_ID_ENV = "FLIP_OWNER_ID"
+HUB_SERVICE_USER_ID = "00000000-0000-4000-8000-f11900000001"
+"""Owner of projects and models the hub's CLI creates when FLIP_OWNER_ID is unset (FLIP requires one)."""
+
+
+def owner_id() -> str:
+    """The user id (your identity provider's ``sub`` on a FLIP hub) recorded as owner of the projects, queries
+    and models the CLI creates; ``FLIP_OWNER_ID``, else the hub service's fixed id."""
+    return os.environ.get(OWNER_ID_ENV, "").strip() or HUB_SERVICE_USER_ID

@@ -34,7 +34,8 @@ def table_counts(url: str) -> dict[str, int]:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            tables = ["fl_nets", "fl_scheduler", "trust", "fl_kit_slot", "projects", "model", "fl_job", "fl_job_trust"]
+            tables = ["fl_nets", "fl_scheduler", "trust", "fl_kit_slot", "projects", "model", "fl_job", "fl_job_trust",
+                      "model_trust_intersect", "fl_logs", "site_config"]
             return {t: connection.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
     finally:
         engine.dispose()
@@ -83,7 +84,7 @@ def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_p
                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The installed command for the first and the queue-changing steps, ``main`` in-process for the rest."""
     env, url = cli_env
-    assert "revision 0001" in ok(["db", "upgrade"], env, tmp_path)
+    assert "revision 0002" in ok(["db", "upgrade"], env, tmp_path)
     run_main = in_process(env, tmp_path, monkeypatch, capsys)
     run_main(["nets", "add", "net-a", "--endpoint", "http://127.0.0.1:18101", "--backend", "nvflare"])
     run_main(["nets", "add", "net-b", "--endpoint", "http://127.0.0.1:18102", "--backend", "FLOWER"])
@@ -151,12 +152,15 @@ def test_cli_bad_input_exits_with_one_line_and_writes_nothing(
     code, model_id, _ = invoke(["models", "add", "m1", "--project", "proj"])
     model_id = model_id.strip()
     assert invoke(["models", "upload", model_id, str(demo_model_dir("flower_logreg"))])[0] == 0
+    assert invoke(["trusts", "add", "Trust_2"])[0] == 0, "registered after m1: not approved for it"
     before = table_counts(url)
     cases = [
         (["enqueue", str(uuid.uuid4()), "--trust", "Trust_1"], "not found"),
         (["enqueue", model_id, "--trust", "Trust_1", "--trust", "Nobody"], "unknown trust(s): Nobody"),
         (["enqueue", "not-a-uuid", "--trust", "Trust_1"], "not a UUID"),
-        (["enqueue", model_id], "Missing option '--trust'"),
+        (["enqueue"], "Missing argument 'MODEL_ID'"),
+        (["enqueue", model_id, "--trust", "Trust_2"], "not approved for model m1: Trust_2"),
+        (["models", "approve", model_id, "--trust", "Nobody"], "unknown trust(s): Nobody"),
         (["enqueue", model_id, "--trust", "Trust_1"],
          "model m1 cannot be queued: its files suit no registered backend (nvflare: Missing required files for job "
          "type standard on nvflare: trainer.py, validator.py)"),

@@ -58,6 +58,9 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+owner_option = click.option(
+    "--owner-id", default=None, metavar="UUID",
+    help="Owner's user id (on a FLIP hub: your identity provider's sub). Env: FLIP_OWNER_ID; default: the hub's.")
 
 
 def bundle_store():  # type: ignore[no-untyped-def]

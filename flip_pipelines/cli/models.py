@@ -10,6 +10,7 @@ from flip_pipelines.cli.common import (
     bundle_store,
     cli,
     json_option,
+    owner_option,
     parse_uuid,
     pass_context,
     print_json,
@@ -27,15 +28,41 @@ def models() -> None:
 @models.command("add")
 @click.argument("name")
 @click.option("--project", "project_name", required=True, help="Name of the project the model belongs to.")
+@click.option("--trust", "trust_names", multiple=True,
+              help="A trust approved to train the model (repeatable). Default: every registered trust.")
+@click.option("--description", default="", help="What the model is (FLIP shows it).")
+@owner_option
 @json_option
 @pass_context
-def models_add(obj: Context, name: str, project_name: str, as_json: bool) -> None:
-    """Create model NAME in a project; prints the model id."""
-    model = registry.add_model(obj.session(), name, project_name)
+def models_add(obj: Context, name: str, project_name: str, trust_names: tuple[str, ...], description: str,
+               owner_id: str | None, as_json: bool) -> None:
+    """Create model NAME in a project, with the trusts approved to train it; prints the model id."""
+    session = obj.session()
+    trust_ids = registry.get_trust_ids_by_names(session, list(trust_names)) if trust_names else None
+    model = registry.add_model(session, name, project_name, trust_ids=trust_ids, description=description,
+                               owner_id=parse_uuid(owner_id, "owner id") if owner_id else None)
     if as_json:
         print_json({"id": model.id, "name": model.name, "status": model.status.value})
     else:
         click.echo(model.id)
+
+
+@models.command("approve")
+@click.argument("model_id")
+@click.option("--trust", "trust_names", multiple=True, required=True, help="A trust to approve (repeatable).")
+@json_option
+@pass_context
+def models_approve(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: bool) -> None:
+    """Approve trusts to train MODEL_ID (FLIP's model_trust_intersect); a job naming a trust not approved is
+    refused at enqueue, and retired if it is already queued."""
+    session = obj.session()
+    model_uuid = parse_uuid(model_id, "model id")
+    registry.approve_trusts(session, model_uuid, registry.get_trust_ids_by_names(session, list(trust_names)))
+    approved = registry.approved_trust_names(session, model_uuid)
+    if as_json:
+        print_json({"model_id": model_uuid, "approved": approved})
+    else:
+        click.echo(f"approved for model {model_uuid}: {', '.join(approved)}")
 
 
 @models.command("upload")

@@ -8,6 +8,7 @@ from flip_pipelines.cli.common import (
     cli,
     format_table,
     json_option,
+    owner_option,
     parse_uuid,
     pass_context,
     print_json,
@@ -17,6 +18,7 @@ from flip_pipelines.db import lifecycle, registry
 from flip_pipelines.db.migrate import current_revision, upgrade_database
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
+from flip_pipelines.domain.schema import SchemaAction
 
 # --- db -----------------------------------------------------------------------------------------------------
 
@@ -30,9 +32,15 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to migrate to.")
 @pass_context
 def db_upgrade(obj: Context, revision: str) -> None:
-    """Create or upgrade every queue table (FLIP's schema) in the configured database."""
-    upgrade_database(obj.url, revision)
-    click.echo(f"database {redacted(obj.url)} at revision {current_revision(obj.url)}")
+    """Create or upgrade every queue table (FLIP's definitions) in the configured database.
+
+    A FLIP hub database (FLIP's Alembic head) is recognised and left exactly as it is; an older or unknown
+    revision is refused and nothing is changed."""
+    decision = upgrade_database(obj.url, revision)
+    if decision.action is SchemaAction.LEAVE_FLIP_HUB:
+        click.echo(f"database {redacted(obj.url)}: {decision.description}; used as it is, nothing changed")
+    else:
+        click.echo(f"database {redacted(obj.url)} at revision {current_revision(obj.url)}")
 
 
 # --- nets ---------------------------------------------------------------------------------------------------
@@ -109,11 +117,15 @@ def projects() -> None:
 @projects.command("add")
 @click.argument("name")
 @click.option("--query", "cohort_query", required=True, metavar="SQL", help="The project's cohort query.")
+@click.option("--description", default="", help="What the project is for (FLIP shows it).")
+@owner_option
 @json_option
 @pass_context
-def projects_add(obj: Context, name: str, cohort_query: str, as_json: bool) -> None:
-    """Create project NAME with its cohort query."""
-    project = registry.add_project(obj.session(), name, cohort_query)
+def projects_add(obj: Context, name: str, cohort_query: str, description: str, owner_id: str | None,
+                 as_json: bool) -> None:
+    """Create project NAME, approved for training, with its cohort query."""
+    project = registry.add_project(obj.session(), name, cohort_query, description=description,
+                                   owner_id=parse_uuid(owner_id, "owner id") if owner_id else None)
     if as_json:
         print_json({"id": project.id, "name": project.name})
     else:
@@ -125,17 +137,23 @@ def projects_add(obj: Context, name: str, cohort_query: str, as_json: bool) -> N
 
 @cli.command()
 @click.argument("model_id")
-@click.option("--trust", "trust_names", multiple=True, required=True, help="A trust to train on (repeatable).")
+@click.option("--trust", "trust_names", multiple=True,
+              help="A trust to train on (repeatable). Default: every trust approved for the model.")
 @json_option
 @pass_context
 def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: bool) -> None:
     """Queue a training job of MODEL_ID on the given trusts; prints the fl_job id.
 
     The model's files are checked first (as `models check` does): a model that suits no registered backend is
-    refused with the reasons, and nothing is queued."""
+    refused with the reasons, and nothing is queued. So is a trust not approved for the model, and any
+    training while the hub is in deployment mode."""
     session = obj.session()
     model_uuid = parse_uuid(model_id, "model id")
-    trust_ids = registry.get_trust_ids_by_names(session, list(trust_names))
+    names = list(trust_names) or registry.approved_trust_names(session, model_uuid)
+    if not names:
+        raise FlipError(f"no trust is approved for model {model_uuid}: name trusts with --trust, or approve some "
+                        "(flip-pipelines models approve)")
+    trust_ids = registry.get_trust_ids_by_names(session, names)
     registry.get_model(session, model_uuid)
     check = bundle_store().check(str(model_uuid))
     job = lifecycle.enqueue_training(session, model_uuid, trust_ids, check)
@@ -167,6 +185,25 @@ def abort(obj: Context, model_id: str, token: str, as_json: bool) -> None:
         click.echo(report.summary())
     if report.problems:
         raise FlipError("; ".join(report.problems))
+
+
+@cli.command("deployment-mode")
+@click.argument("switch", required=False, type=click.Choice(["on", "off"]))
+@json_option
+@pass_context
+def deployment_mode(obj: Context, switch: str | None, as_json: bool) -> None:
+    """Show FLIP's deployment mode, or switch it on or off. While it is on, no training is queued or started
+    (sensors claim nothing; running trainings go on); FLIP's own hub honours the same switch."""
+    from flip_pipelines.db import site_config
+
+    session = obj.session()
+    if switch is not None:
+        site_config.set_deployment_mode(session, switch == "on")
+    enabled = site_config.deployment_mode(session)
+    if as_json:
+        print_json({"deployment_mode": enabled})
+    else:
+        click.echo(f"deployment mode: {'on (scheduling paused)' if enabled else 'off'}")
 
 
 @cli.command("queue")

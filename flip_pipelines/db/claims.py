@@ -25,6 +25,8 @@ from flip_pipelines.db.models import (
     Trust,
     utcnow,
 )
+from flip_pipelines.db.registry import unapproved_in_transaction
+from flip_pipelines.db.site_config import deployment_mode_in_transaction, refuse_in_deployment_mode
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -73,6 +75,19 @@ def _job_trusts(session: Session, job_id: uuid.UUID) -> list[uuid.UUID]:
     return list(session.exec(select(FLJobTrust.trust_id).where(FLJobTrust.fl_job_id == job_id)).all())
 
 
+def _unrunnable(session: Session, job: FLJob, trust_ids: Sequence[uuid.UUID],
+                trusts: dict[uuid.UUID, tuple[str, str]]) -> str | None:
+    """Why a queued job can never run (FLIP #894: it would wedge the queue), or None."""
+    if not trust_ids:
+        return "it names no trusts."
+    unaddressable = [str(t) for t in trust_ids if t not in trusts]
+    if unaddressable:
+        return f"unknown trust id(s) or trust(s) without an FL kit slot: {', '.join(unaddressable)}."
+    if unapproved_in_transaction(session, job.model_id, trust_ids):
+        return "the selected trusts are not approved for this model."
+    return None
+
+
 def _take(session: Session, job: FLJob, slot: FLScheduler, net: FLNets,
           trusts: dict[uuid.UUID, tuple[str, str]], trust_ids: Sequence[uuid.UUID]) -> Claim:
     """The claim itself: job IN_PROGRESS, net BUSY with it, and the log line saying so."""
@@ -114,6 +129,8 @@ def claim_next_job(session: Session, backends_of: BackendsOf, *, lock_rows: bool
         DatabaseError: the database failed; nothing was changed.
     """
     with transaction(session):
+        if deployment_mode_in_transaction(session):
+            return None
         slots = _free_slots(session, FLBackend, lock_rows=lock_rows)
         eligible = [m for m, suits in backends_of.items() if suits & slots.keys()]
         if not eligible:
@@ -130,11 +147,9 @@ def claim_next_job(session: Session, backends_of: BackendsOf, *, lock_rows: bool
                 return None
             trust_ids = _job_trusts(session, job.id)
             trusts = _addressed_trusts(session, trust_ids)
-            unaddressable = [str(t) for t in trust_ids if t not in trusts]
-            if trust_ids and not unaddressable:
+            reason = _unrunnable(session, job, trust_ids, trusts)
+            if reason is None:
                 break
-            reason = ("it names no trusts" if not trust_ids
-                      else f"unknown or unassigned trust id(s): {', '.join(unaddressable)}")
             retire_job_in_transaction(session, job, reason)
         slot, net = slots[_pick(slots, backends_of[job.model_id])]
         return _take(session, job, slot, net, trusts, trust_ids)
@@ -181,9 +196,11 @@ def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, suits: froz
     Raises:
         NotFoundError: the model has no queued job.
         NoNetAvailableError: no such net is free; nothing changed.
-        InvalidInputError: the job's trusts cannot be addressed.
+        InvalidInputError: the job's trusts cannot be addressed or are not approved for the model.
+        DeploymentModeError: the hub is in deployment mode.
     """
     with transaction(session):
+        refuse_in_deployment_mode(session, "starting a training")
         job = session.exec(
             select(FLJob).where(FLJob.model_id == model_id, FLJob.status == JobStatus.QUEUED)
             .order_by(col(FLJob.created)).limit(1).with_for_update(skip_locked=True)
@@ -191,7 +208,7 @@ def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, suits: froz
         if job is None:
             raise NotFoundError(f"model {model_id} has no queued job: give trusts to queue one")
         trust_ids = _job_trusts(session, job.id)
-        trusts = _checked_trusts(session, trust_ids)
+        trusts = _checked_trusts(session, model_id, trust_ids)
         slots = _slots_or_raise(session, suits, net_name)
         slot, net = slots[_pick(slots, suits)]
         return _take(session, job, slot, net, trusts, trust_ids)
@@ -203,15 +220,18 @@ def enqueue_and_claim(session: Session, model_id: uuid.UUID, trust_ids: Sequence
     the Launchpad either gets a net now or changes nothing.
 
     Raises:
-        InvalidInputError: no trusts, a trust named twice, or a trust without an FL kit slot.
+        InvalidInputError: no trusts, a trust named twice, a trust without an FL kit slot or not approved for the
+            model.
         NotFoundError: unknown model or trusts.
         NoNetAvailableError: no such net (or not the named one) is free; nothing was written.
+        DeploymentModeError: the hub is in deployment mode.
     """
     if not trust_ids or len(set(trust_ids)) != len(trust_ids):
         raise InvalidInputError("a training job needs at least one trust, each named once")
     with transaction(session):
         model = get_row(session, Model, model_id, "model")
-        trusts = _checked_trusts(session, trust_ids)
+        refuse_in_deployment_mode(session, "starting a training")
+        trusts = _checked_trusts(session, model_id, trust_ids)
         slots = _slots_or_raise(session, suits, net_name)
         job = FLJob(model_id=model_id)
         session.add(job)
@@ -222,7 +242,8 @@ def enqueue_and_claim(session: Session, model_id: uuid.UUID, trust_ids: Sequence
         return _take(session, job, slot, net, trusts, trust_ids)
 
 
-def _checked_trusts(session: Session, trust_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+def _checked_trusts(session: Session, model_id: uuid.UUID,
+                    trust_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
     known = set(session.exec(select(Trust.id).where(col(Trust.id).in_(list(trust_ids)))).all())
     unknown = [str(t) for t in trust_ids if t not in known]
     if unknown:
@@ -231,6 +252,10 @@ def _checked_trusts(session: Session, trust_ids: Sequence[uuid.UUID]) -> dict[uu
     unaddressable = [str(t) for t in trust_ids if t not in trusts]
     if unaddressable:
         raise InvalidInputError(f"trust(s) without an FL kit slot: {', '.join(unaddressable)}")
+    unapproved = unapproved_in_transaction(session, model_id, trust_ids)
+    if unapproved:
+        raise InvalidInputError(f"trust(s) not approved for this model: "
+                                f"{', '.join(trusts[t][0] for t in unapproved)}")
     return trusts
 
 

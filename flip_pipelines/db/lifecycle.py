@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from flip_pipelines.db.models import FLJob, FLJobTrust, FLLogs, FLNets, FLScheduler, Model, Trust, utcnow
+from flip_pipelines.db.registry import unapproved_in_transaction
+from flip_pipelines.db.site_config import refuse_in_deployment_mode
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
 from flip_pipelines.domain.enums import ACTIVE_JOB_STATUSES, FLLogEvent, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -50,8 +52,10 @@ def enqueue_training(session: Session, model_id: uuid.UUID, trust_ids: Sequence[
     positions logged. ``check`` is the model's file check: a model that suits no registered backend is refused.
 
     Raises:
-        InvalidInputError: no trusts, a trust named twice, or the model suits no registered backend (the reason).
+        InvalidInputError: no trusts, a trust named twice, trusts not approved for the model (named), or the model
+            suits no registered backend (the reason).
         NotFoundError: unknown or deleted model, or unknown trust ids (all named).
+        DeploymentModeError: the hub is in deployment mode.
     """
     if not trust_ids:
         raise InvalidInputError("a training job needs at least one trust")
@@ -65,6 +69,12 @@ def enqueue_training(session: Session, model_id: uuid.UUID, trust_ids: Sequence[
         unknown = [str(t) for t in trust_ids if t not in names]
         if unknown:
             raise NotFoundError(f"unknown trust id(s): {', '.join(unknown)}")
+        unapproved = unapproved_in_transaction(session, model_id, trust_ids)
+        if unapproved:
+            raise InvalidInputError(
+                f"trust(s) not approved for model {model.name}: {', '.join(names[t] for t in unapproved)} "
+                f"(approve them: flip-pipelines models approve {model_id} --trust NAME)")
+        refuse_in_deployment_mode(session, "queueing a training")
         refusal = check.refusal(session.exec(select(FLNets.fl_backend).distinct()).all())
         if refusal:
             raise InvalidInputError(f"model {model.name} cannot be queued: {refusal}")
@@ -81,7 +91,7 @@ def enqueue_training(session: Session, model_id: uuid.UUID, trust_ids: Sequence[
 
 def retire_job_in_transaction(session: Session, job: FLJob, reason: str) -> None:
     """Take a job that can never run out of the queue (FLIP #894), so that it cannot wedge it: job DELETED, the
-    model ERROR unless it has another active job, the reason logged."""
+    model ERROR unless it has another active job, "Training could not start: <reason>" logged (FLIP's wording)."""
     job.status, job.completed = JobStatus.DELETED, utcnow()
     session.add(job)
     other_active = session.exec(
@@ -91,8 +101,8 @@ def retire_job_in_transaction(session: Session, job: FLJob, reason: str) -> None
     model = session.get(Model, job.model_id)
     if other_active is None and model is not None:
         set_model_status(session, model, ModelStatus.ERROR)
-    write_log(session, job.model_id, f"Training job {job.id} retired before start: {reason}", success=False,
-              event_type=FLLogEvent.JOB_RETIRED.value, details={"fl_job_id": str(job.id)})
+    write_log(session, job.model_id, f"Training could not start: {reason}", success=False,
+              details={"fl_job_id": str(job.id), "retired": True})
 
 
 def retire_model_jobs(session: Session, model_id: uuid.UUID, reason: str) -> int:
@@ -298,8 +308,7 @@ def _log_changed_positions(session: Session) -> int:
     last = {str((row.details or {}).get("job_id")): int((row.details or {}).get("position", 0)) for row in previous}
     changed = [p for p in positions if last.get(str(p.fl_job_id)) != p.position]
     for p in changed:
-        write_log(session, p.model_id, f"Model queued at position {p.position}",
-                  event_type=FLLogEvent.QUEUE_POSITION.value,
+        write_log(session, p.model_id, None, event_type=FLLogEvent.QUEUE_POSITION.value,
                   details={"position": p.position, "job_id": str(p.fl_job_id)})
     return len(changed)
 

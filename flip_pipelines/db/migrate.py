@@ -1,11 +1,16 @@
-"""Apply the Alembic migrations shipped inside the package (no alembic.ini needed)."""
+"""Apply the Alembic migrations shipped inside the package (no alembic.ini needed) — or recognise a FLIP hub
+database by its revision and leave it as it is (``domain.schema``)."""
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from flip_pipelines.db.engine import normalise_url
+from flip_pipelines.db.engine import make_engine, normalise_url
+from flip_pipelines.domain.schema import SchemaAction, SchemaDecision, decide_schema_action
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -17,19 +22,42 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
-    """Create or upgrade every queue table at ``url`` to ``revision``."""
-    command.upgrade(alembic_config(url), revision)
+def own_revisions() -> frozenset[str]:
+    return frozenset(s.revision for s in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions())
 
 
-def current_revision(url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+def inspect_schema(url: str) -> SchemaDecision:
+    """What ``upgrade_database`` would do with the database at ``url``; changes nothing.
 
-    from flip_pipelines.db.engine import make_engine
-
+    Raises:
+        UnsupportedSchemaError: a schema this project must not alter (``domain.schema.decide_schema_action``).
+    """
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            heads = tuple(MigrationContext.configure(connection).get_current_heads())
+            has_hub_tables = sa.inspect(connection).has_table("fl_job")
+    finally:
+        engine.dispose()
+    return decide_schema_action(heads, has_hub_tables, own_revisions())
+
+
+def upgrade_database(url: str, revision: str = "head") -> SchemaDecision:
+    """Create or upgrade every queue table at ``url`` to ``revision``; a FLIP hub database is left untouched.
+
+    Raises:
+        UnsupportedSchemaError: the database holds a schema this project must not alter (nothing was changed).
+    """
+    decision = inspect_schema(url)
+    if decision.action is SchemaAction.MIGRATE:
+        command.upgrade(alembic_config(url), revision)
+    return decision
+
+
+def current_revision(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return ", ".join(MigrationContext.configure(connection).get_current_heads()) or None
     finally:
         engine.dispose()

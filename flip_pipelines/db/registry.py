@@ -7,19 +7,21 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from flip_pipelines import settings
 from flip_pipelines.db.models import (
     FLJob,
     FLKitSlot,
     FLNets,
     FLScheduler,
     Model,
+    ModelTrustIntersect,
     Project,
     Query,
     Trust,
     utcnow,
 )
-from flip_pipelines.db.transaction import audit, get_row, transaction
-from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.db.transaction import get_row, transaction
+from flip_pipelines.domain.enums import FLBackend, ModelStatus, ProjectStatus, TrustIntersectStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from flip_pipelines.domain.queue import NetDetails, NetState, TrainingDetails
 
@@ -170,45 +172,114 @@ def get_slot_names_by_trust_ids(session: Session, trust_ids: Iterable[uuid.UUID]
 # --- projects and models -------------------------------------------------------------------------------------
 
 
-def add_project(session: Session, name: str, cohort_query: str) -> Project:
-    """Create a project with its first cohort query.
+def _owner(owner_id: uuid.UUID | None) -> uuid.UUID:
+    """Raises: InvalidInputError: FLIP_OWNER_ID is not a UUID."""
+    if owner_id is not None:
+        return owner_id
+    try:
+        return uuid.UUID(settings.owner_id())
+    except ValueError as exc:
+        raise InvalidInputError(f"{settings.OWNER_ID_ENV} is not a UUID: {settings.owner_id()!r}") from exc
+
+
+def add_project(session: Session, name: str, cohort_query: str, *, description: str = "",
+                owner_id: uuid.UUID | None = None) -> Project:
+    """Create a project, APPROVED for training, with its first cohort query; both owned by ``owner_id``
+    (default: ``settings.owner_id``), as FLIP requires.
 
     Raises:
-        InvalidInputError: empty name or query.
+        InvalidInputError: empty name or query, or a malformed FLIP_OWNER_ID.
         ConflictError: a project with this name exists.
     """
     name, cohort_query = name.strip(), cohort_query.strip()
     if not name or not cohort_query:
         raise InvalidInputError("a project needs a name and a cohort query")
+    owner = _owner(owner_id)
     with transaction(session):
-        if session.exec(select(Project).where(Project.name == name)).first() is not None:
+        if session.exec(select(Project).where(Project.name == name, col(Project.deleted).is_(False))).first():
             raise ConflictError(f"project {name!r} already exists")
-        project = Project(name=name)
+        project = Project(name=name, description=description, owner_id=owner, status=ProjectStatus.APPROVED)
         session.add(project)
         session.flush()
-        session.add(Query(project_id=project.id, query=cohort_query))
+        session.add(Query(project_id=project.id, name=f"{name} cohort", query=cohort_query, created_by=owner))
     return project
 
 
-def add_model(session: Session, name: str, project_name: str) -> Model:
-    """Create a model (PENDING) in a project.
+def add_model(session: Session, name: str, project_name: str, *, trust_ids: Sequence[uuid.UUID] | None = None,
+              description: str = "", owner_id: uuid.UUID | None = None) -> Model:
+    """Create a model (PENDING) in a project, with the trusts approved to train it (``model_trust_intersect``;
+    default: every registered trust, as FLIP approves a new model for its project's approved trusts).
 
     Raises:
-        InvalidInputError: empty name.
-        NotFoundError: unknown project.
+        InvalidInputError: empty name, or a malformed FLIP_OWNER_ID.
+        NotFoundError: unknown project, or unknown trust ids (all named).
     """
     name = name.strip()
     if not name:
         raise InvalidInputError("a model needs a name")
+    owner = _owner(owner_id)
     with transaction(session):
-        project = session.exec(select(Project).where(Project.name == project_name)).first()
+        project = session.exec(select(Project).where(Project.name == project_name,
+                                                     col(Project.deleted).is_(False))).first()
         if project is None:
             raise NotFoundError(f"project {project_name!r} not found")
-        model = Model(name=name, project_id=project.id)
+        model = Model(name=name, description=description, status=ModelStatus.PENDING, project_id=project.id,
+                      owner_id=owner)
         session.add(model)
         session.flush()
-        audit(session, model.id, "CREATE")
+        approved = list(session.exec(select(Trust.id)).all()) if trust_ids is None else _known(session, trust_ids)
+        _approve(session, model.id, approved)
     return model
+
+
+def _known(session: Session, trust_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    known = set(session.exec(select(Trust.id).where(col(Trust.id).in_(list(trust_ids)))).all())
+    unknown = [str(t) for t in trust_ids if t not in known]
+    if unknown:
+        raise NotFoundError(f"unknown trust id(s): {', '.join(unknown)}")
+    return list(dict.fromkeys(trust_ids))
+
+
+def _approve(session: Session, model_id: uuid.UUID, trust_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    already = set(session.exec(select(ModelTrustIntersect.trust_id)
+                               .where(ModelTrustIntersect.model_id == model_id)).all())
+    added = [t for t in trust_ids if t not in already]
+    session.add_all([ModelTrustIntersect(model_id=model_id, trust_id=t, status=TrustIntersectStatus.PENDING)
+                     for t in added])
+    return added
+
+
+def approve_trusts(session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Approve trusts to train a model; returns those newly approved (approving twice changes nothing).
+
+    Raises:
+        NotFoundError: unknown model or trust ids.
+    """
+    with transaction(session):
+        get_row(session, Model, model_id, "model")
+        return _approve(session, model_id, _known(session, trust_ids))
+
+
+def unapproved_in_transaction(session: Session, model_id: uuid.UUID,
+                              trust_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """The trusts not approved for the model (FLIP's ``validate_trust_ids``: approval is a row's existence)."""
+    approved = set(session.exec(select(ModelTrustIntersect.trust_id)
+                                .where(ModelTrustIntersect.model_id == model_id)).all())
+    return [t for t in trust_ids if t not in approved]
+
+
+def approved_trust_names(session: Session, model_id: uuid.UUID) -> list[str]:
+    """Names of the trusts approved to train a model, sorted.
+
+    Raises:
+        NotFoundError: unknown model.
+    """
+    with transaction(session):
+        get_row(session, Model, model_id, "model")
+        return sorted(session.exec(
+            select(Trust.name).join(ModelTrustIntersect, col(ModelTrustIntersect.trust_id) == Trust.id)
+            .where(ModelTrustIntersect.model_id == model_id)
+        ).all())
 
 
 def get_model(session: Session, model_id: uuid.UUID) -> Model:
@@ -225,6 +296,8 @@ def get_required_training_details(session: Session, model_id: uuid.UUID) -> Trai
     """
     with transaction(session):
         model = get_row(session, Model, model_id, "model")
+        if model.project_id is None:
+            raise NotFoundError(f"model {model.name} belongs to no project: it has no cohort query")
         newest = session.exec(
             select(Query).where(Query.project_id == model.project_id).order_by(col(Query.created).desc())
         ).first()

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
 from flip_pipelines.db.models import FLLogs, Model, ModelsAudit
-from flip_pipelines.domain.enums import ModelStatus
+from flip_pipelines.domain.enums import AUDITED_MODEL_STATUSES, ModelStatus
 from flip_pipelines.domain.errors import ConflictError, DatabaseError, FlipError, NotFoundError
 
 
@@ -49,25 +49,31 @@ def get_row(session: Session, table: type, key: Any, what: str) -> Any:
 def write_log(
     session: Session,
     model_id: uuid.UUID,
-    message: str,
+    message: str | None,
     *,
     success: bool = True,
     event_type: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> FLLogs:
-    """Add an ``fl_logs`` row (what the user reads about a model's training) to the open transaction."""
+    """Add an ``fl_logs`` row (what the user reads about a model's training) to the open transaction: text, or
+    an event (``event_type`` with its ``details``), never both — FLIP's reader shows one or the other.
+
+    Raises:
+        ValueError: both or neither of ``message`` and ``event_type`` given (a programming error).
+    """
+    if (message is None) == (event_type is None):
+        raise ValueError("an fl_logs row holds exactly one of a log message and an event type")
     row = FLLogs(model_id=model_id, log=message, success=success, event_type=event_type, details=details)
     session.add(row)
     return row
 
 
-def audit(session: Session, model_id: uuid.UUID, action: str) -> None:
-    session.add(ModelsAudit(model_id=model_id, action=action))
-
-
 def set_model_status(session: Session, model: Model, status: ModelStatus) -> None:
-    """Move a model to ``status`` and audit the change (``STATUS:<status>``), in the open transaction."""
+    """Move a model to ``status`` in the open transaction; a move into PREPARED, RUNNING or RESULTS_UPLOADED is
+    audited as FLIP audits it (``AUDITED_MODEL_STATUSES``; no user: the hub made it)."""
     if model.status != status:
         model.status = status
         session.add(model)
-        audit(session, model.id, f"STATUS:{status.value}")
+        action = AUDITED_MODEL_STATUSES.get(status)
+        if action is not None:
+            session.add(ModelsAudit(model_id=model.id, action=action))

@@ -26,19 +26,54 @@ class NetStatus(StrEnum):
 
 
 class ModelStatus(StrEnum):
-    """A model's training status.
+    """A model's training status, in the order of FLIP's ``modelstatus`` type.
 
     FLIP's migration 8c41d0f2ab5e renamed ``TRAINING_STARTED`` to ``RUNNING`` (#782); we use the newer name.
     """
 
+    ERROR = "ERROR"
+    STOPPED = "STOPPED"
     PENDING = "PENDING"
     INITIATED = "INITIATED"
     PREPARED = "PREPARED"
     RUNNING = "RUNNING"
     RESULTS_UPLOADED = "RESULTS_UPLOADED"
     RESULTS_UPLOAD_FAILED = "RESULTS_UPLOAD_FAILED"
-    ERROR = "ERROR"
-    STOPPED = "STOPPED"
+
+
+class ModelAuditAction(StrEnum):
+    """FLIP's ``modelauditaction``: edits, deletions and three status transitions (FLIP audits no others)."""
+
+    DELETE = "DELETE"
+    EDIT = "EDIT"
+    PREPARED = "PREPARED"
+    RUNNING = "RUNNING"
+    RESULTS_UPLOADED = "RESULTS_UPLOADED"
+
+
+AUDITED_MODEL_STATUSES: dict[ModelStatus, ModelAuditAction] = {
+    ModelStatus.PREPARED: ModelAuditAction.PREPARED,
+    ModelStatus.RUNNING: ModelAuditAction.RUNNING,
+    ModelStatus.RESULTS_UPLOADED: ModelAuditAction.RESULTS_UPLOADED,
+}
+"""FLIP's ``_STATUS_AUDIT_MAP``: a move into one of these statuses writes a ``models_audit`` row."""
+
+
+class ProjectStatus(StrEnum):
+    """FLIP's ``projectstatus``; a project trains once APPROVED."""
+
+    UNSTAGED = "UNSTAGED"
+    STAGED = "STAGED"
+    APPROVED = "APPROVED"
+
+
+class TrustIntersectStatus(StrEnum):
+    """FLIP's ``trustintersectstatus``: FL client set-up progress of an approved (model, trust) pair; approval
+    itself is the row's existence."""
+
+    PENDING = "PENDING"
+    REQUEST_SENT = "REQUEST_SENT"
+    INITIALISED = "INITIALISED"
 
 
 TERMINAL_MODEL_STATUSES: frozenset[ModelStatus] = frozenset(
@@ -94,11 +129,11 @@ OFFLINE_CLIENT_STATUSES: frozenset[str] = frozenset({ClientStatus.NO_REPLY.value
 
 
 class FLLogEvent(StrEnum):
-    """``fl_logs.event_type`` values (plain text in the table)."""
+    """FLIP's ``fl_logs.event_type`` values (plain text in the table). An event row has no ``log`` text, and a
+    text row no event type; everything else the hub says is text."""
 
     ROUND_STARTED = "ROUND_STARTED"
     CLIENT_RESULT_RECEIVED = "CLIENT_RESULT_RECEIVED"
     ROUND_AGGREGATED = "ROUND_AGGREGATED"
+    JOB_WAITING_FOR_RESOURCES = "JOB_WAITING_FOR_RESOURCES"
     QUEUE_POSITION = "QUEUE_POSITION"
-    JOB_RETIRED = "JOB_RETIRED"
-    NET_RECOVERED = "NET_RECOVERED"

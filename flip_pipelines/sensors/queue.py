@@ -5,7 +5,7 @@ import uuid
 
 import dagster as dg
 
-from flip_pipelines.db import claims, lifecycle, registry
+from flip_pipelines.db import claims, lifecycle, registry, site_config
 from flip_pipelines.domain.model_check import ModelCheck
 from flip_pipelines.domain.retry import is_transient
 from flip_pipelines.jobs.training import train_model
@@ -53,6 +53,8 @@ def check_models(storage: FlipStorage, model_ids: list[uuid.UUID], log: dg.Dagst
 def training_queue_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDatabase,
                           storage: FlipStorage) -> dg.SensorResult:
     with queue_db.session() as session:
+        if site_config.deployment_mode(session):
+            return dg.SensorResult(skip_reason="the hub is in deployment mode: scheduling paused")
         free = claims.free_net_count(session)
         waiting = claims.queued_models(session) if free else []
     if not free:

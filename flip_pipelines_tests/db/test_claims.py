@@ -3,11 +3,12 @@
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from flip_pipelines.db import claims, lifecycle, registry
-from flip_pipelines.db.models import FLJob, FLJobTrust, FLKitSlot, FLLogs, FLScheduler, Model
-from flip_pipelines.domain.enums import FLBackend, FLLogEvent, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.db.models import FLJob, FLKitSlot, FLLogs, FLScheduler, Model, ModelTrustIntersect
+from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import InvalidInputError, NotFoundError
 from flip_pipelines_tests.factories import build_world, claim_next, fits, queue_model
 
@@ -100,23 +101,27 @@ def test_deregistered_trust_does_not_wedge_the_queue(session: Session) -> None:
     assert _job(session, bad_job).status == JobStatus.DELETED
     assert session.get(Model, bad_model).status == ModelStatus.ERROR
     row = session.exec(select(FLLogs).where(FLLogs.model_id == bad_model, FLLogs.success.is_(False))).one()
-    assert row.event_type == FLLogEvent.JOB_RETIRED.value and str(world.trust_ids[1]) in (row.log or "")
+    assert row.event_type is None and row.log.startswith("Training could not start: ")
+    assert str(world.trust_ids[1]) in row.log
 
 
-def test_a_job_naming_a_vanished_trust_is_retired(session: Session) -> None:
+def test_a_job_whose_trusts_are_no_longer_approved_is_retired_as_flip_does(session: Session) -> None:
+    """FLIP's check_for_queued_jobs: a job naming a trust not in model_trust_intersect is retired (job DELETED,
+    model ERROR, FLIP's sentence logged) and the next job is claimed."""
     world = build_world(session, nets=1)
-    model = registry.add_model(session, "ghost", "proj")
-    ghost = FLJob(model_id=model.id)
-    session.add(ghost)
-    session.flush()
-    session.add(FLJobTrust(fl_job_id=ghost.id, trust_id=uuid.uuid4()))
+    revoked_model, revoked_job = queue_model(session, world, "revoked")
+    session.execute(sa.delete(ModelTrustIntersect).where(ModelTrustIntersect.model_id == revoked_model,
+                                                         ModelTrustIntersect.trust_id == world.trust_ids[1]))
     session.commit()
     _, good_job = queue_model(session, world, "good")
     claim = claim_next(session)
     assert claim is not None and claim.fl_job_id == good_job
-    assert _job(session, ghost.id).status == JobStatus.DELETED
+    assert _job(session, revoked_job).status == JobStatus.DELETED
     session.expire_all()
-    assert session.get(Model, model.id).status == ModelStatus.ERROR
+    assert session.get(Model, revoked_model).status == ModelStatus.ERROR
+    log = session.exec(select(FLLogs).where(FLLogs.model_id == revoked_model, FLLogs.success.is_(False))).one()
+    assert log.log == "Training could not start: the selected trusts are not approved for this model."
+    assert log.event_type is None
 
 
 def test_enqueue_and_claim_picks_a_suitable_net_or_writes_nothing(session: Session) -> None:

@@ -7,8 +7,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from flip_pipelines.db import lifecycle, registry
+from flip_pipelines.db import lifecycle, registry, site_config
 from flip_pipelines.db.models import FLJob, FLJobTrust, FLLogs, FLScheduler, Model, ModelsAudit
+from flip_pipelines.db.site_config import DeploymentModeError
 from flip_pipelines.domain.enums import FLBackend, FLLogEvent, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from flip_pipelines.domain.lifecycle import Outcome
@@ -31,8 +32,8 @@ def _net_status(session: Session) -> NetStatus:
 
 
 def _audit(session: Session, model_id: uuid.UUID) -> list[str]:
-    return list(session.exec(select(ModelsAudit.action).where(ModelsAudit.model_id == model_id)
-                             .order_by(ModelsAudit.audit_date)).all())
+    return [a.value for a in session.exec(select(ModelsAudit.action).where(ModelsAudit.model_id == model_id)
+                                          .order_by(ModelsAudit.audit_date)).all()]
 
 
 def _claimed(session: Session) -> tuple[uuid.UUID, uuid.UUID]:
@@ -50,9 +51,12 @@ def test_enqueue_queues_with_trusts_initiates_the_model_and_logs_positions(sessi
     trusts = session.exec(select(FLJobTrust.trust_id).where(FLJobTrust.fl_job_id == job_id)).all()
     assert sorted(trusts) == sorted(world.trust_ids)
     assert _model(session, model_id).status == ModelStatus.INITIATED
-    assert _audit(session, model_id) == ["CREATE", "STATUS:INITIATED"]
+    assert _audit(session, model_id) == [], "FLIP audits only PREPARED, RUNNING and RESULTS_UPLOADED"
     logs = session.exec(select(FLLogs).where(FLLogs.model_id == model_id)).all()
-    assert {row.log for row in logs} == {"Selected trusts for training: Trust_1, Trust_2", "Model queued at position 1"}
+    assert {(row.log, row.event_type) for row in logs} == {
+        ("Selected trusts for training: Trust_1, Trust_2", None), (None, FLLogEvent.QUEUE_POSITION.value)}
+    position = next(row for row in logs if row.event_type)
+    assert position.details == {"position": 1, "job_id": str(job_id)} and position.success
 
 
 @pytest.mark.parametrize(
@@ -62,13 +66,17 @@ def test_enqueue_queues_with_trusts_initiates_the_model_and_logs_positions(sessi
         ("duplicate", InvalidInputError, "more than once"),
         ("unknown", NotFoundError, "unknown trust id"),
         ("unsuitable", InvalidInputError, "cannot be queued: its files suit no registered backend"),
+        ("unapproved", InvalidInputError, "not approved for model m: Trust_2 .approve them"),
+        ("deployment-mode", DeploymentModeError, "deployment mode: queueing a training refused"),
     ],
 )
 def test_enqueue_refuses_and_writes_nothing(session: Session, trusts: str, error: type, message: str) -> None:
     world = build_world(session, backend=FLBackend.FLOWER)
-    model = registry.add_model(session, "m", "proj")
-    trust_ids = {"none": [], "duplicate": [world.trust_ids[0]] * 2, "unknown": [world.trust_ids[0], uuid.uuid4()],
-                 "unsuitable": world.trust_ids}[trusts]
+    model = registry.add_model(session, "m", "proj", trust_ids=world.trust_ids[:1] if trusts == "unapproved" else None)
+    if trusts == "deployment-mode":
+        site_config.set_deployment_mode(session, True)
+    trust_ids = {"none": [], "duplicate": [world.trust_ids[0]] * 2,
+                 "unknown": [world.trust_ids[0], uuid.uuid4()]}.get(trusts, world.trust_ids)
     check = fits(FLBackend.NVFLARE) if trusts == "unsuitable" else fits()
     with pytest.raises(error, match=message):
         lifecycle.enqueue_training(session, model.id, trust_ids, check)
@@ -76,6 +84,7 @@ def test_enqueue_refuses_and_writes_nothing(session: Session, trusts: str, error
     assert _model(session, model.id).status == ModelStatus.PENDING
     with pytest.raises(NotFoundError, match="model"):
         lifecycle.enqueue_training(session, uuid.uuid4(), world.trust_ids, fits())
+    assert session.exec(select(FLLogs)).all() == []
 
 
 def test_record_submission_is_single_valued_and_sets_the_model_running(session: Session) -> None:
@@ -113,7 +122,8 @@ def test_end_training_once_frees_the_net(session: Session, outcome: Outcome, job
     assert job.status == job_status and job.completed is not None
     assert _net_status(session) == NetStatus.AVAILABLE
     assert _model(session, model_id).status == model_status
-    assert _audit(session, model_id)[-1] == f"STATUS:{model_status.value}"
+    audited = ["RUNNING", "RESULTS_UPLOADED"] if model_status == ModelStatus.RESULTS_UPLOADED else ["RUNNING"]
+    assert _audit(session, model_id) == audited, "FLIP audits no ERROR or STOPPED"
     assert lifecycle.end_training(session, job_id, Outcome.FINISHED, "again") is False, "ended exactly once"
     assert _model(session, model_id).status == model_status
     assert len(session.exec(select(FLLogs).where(FLLogs.log == "the reason")).all()) == 1
@@ -179,8 +189,8 @@ def test_retire_model_jobs_takes_its_queued_jobs_out_with_a_reason(session: Sess
     model_id, job_id = queue_model(session, world)
     assert lifecycle.retire_model_jobs(session, model_id, "its files changed") == 1
     assert _job(session, job_id).status == JobStatus.DELETED and _model(session, model_id).status == ModelStatus.ERROR
-    row = session.exec(select(FLLogs).where(FLLogs.event_type == FLLogEvent.JOB_RETIRED.value)).one()
-    assert "its files changed" in (row.log or "")
+    row = session.exec(select(FLLogs).where(FLLogs.success.is_(False))).one()
+    assert row.log == "Training could not start: its files changed" and row.event_type is None
     assert lifecycle.retire_model_jobs(session, model_id, "again") == 0
 
 

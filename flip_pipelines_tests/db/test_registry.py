@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from flip_pipelines import settings
 from flip_pipelines.db import registry
 from flip_pipelines.db.models import FLKitSlot, ModelsAudit, Query, Trust
 from flip_pipelines.domain.enums import FLBackend
@@ -54,7 +55,7 @@ def test_slot_names_for_trust_ids(session: Session) -> None:
 def test_required_training_details_use_newest_query(session: Session) -> None:
     world = build_world(session)
     model_id, _ = queue_model(session, world)
-    session.add(Query(project_id=world.project_id, query="SELECT newest"))
+    session.add(Query(project_id=world.project_id, name="newer", query="SELECT newest", created_by=uuid.uuid4()))
     session.commit()
     details = registry.get_required_training_details(session, model_id)
     assert details.project_id == world.project_id and details.cohort_query == "SELECT newest"
@@ -80,10 +81,22 @@ def test_registry_conflicts_write_nothing(session: Session) -> None:
     assert len(registry.list_nets(session)) == 1
 
 
-def test_new_model_is_pending_and_audited(session: Session) -> None:
-    build_world(session)
+def test_new_model_is_pending_owned_and_approved_for_its_trusts(session: Session) -> None:
+    """FLIP requires an owner and a description; it writes no audit row for a new model (it has no CREATE action)
+    and approves the trusts the model may train on in model_trust_intersect."""
+    world = build_world(session)
     model = registry.add_model(session, "m", "proj")
-    assert registry.get_model(session, model.id).status.value == "PENDING"
-    assert session.exec(select(ModelsAudit.action).where(ModelsAudit.model_id == model.id)).all() == ["CREATE"]
+    stored = registry.get_model(session, model.id)
+    assert stored.status.value == "PENDING" and stored.description == ""
+    assert str(stored.owner_id) == settings.HUB_SERVICE_USER_ID
+    assert session.exec(select(ModelsAudit).where(ModelsAudit.model_id == model.id)).all() == []
+    assert registry.approved_trust_names(session, model.id) == ["Trust_1", "Trust_2"]
+    only_one = registry.add_model(session, "m1", "proj", trust_ids=world.trust_ids[:1])
+    assert registry.approved_trust_names(session, only_one.id) == ["Trust_1"]
+    assert registry.approve_trusts(session, only_one.id, world.trust_ids) == [world.trust_ids[1]]
+    assert registry.approve_trusts(session, only_one.id, world.trust_ids) == [], "approving twice changes nothing"
+    assert registry.approved_trust_names(session, only_one.id) == ["Trust_1", "Trust_2"]
+    with pytest.raises(NotFoundError, match="unknown trust id"):
+        registry.add_model(session, "m2", "proj", trust_ids=[uuid.uuid4()])
     with pytest.raises(NotFoundError):
         registry.get_model(session, uuid.uuid4())
