@@ -13,9 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+TEST_WORKERS ?= 2
+
 ## test: create .venv, install with dev extras, run the whole suite (real PostgreSQL, SQLite, S3, FL servers)
+## on TEST_WORKERS pytest-xdist workers (each with its own session servers; 1 runs it in one process)
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## dev: create .venv, install, migrate the embedded SQLite database, start the Dagster UI
 dev: $(STAMP)

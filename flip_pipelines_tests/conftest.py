@@ -242,7 +242,11 @@ def flower_fl_api(
 # Test order (any order passes; this one is faster on two cores): `make dev`'s test first, while no shared FL
 # deployment runs yet; then every module that needs none; then the modules on the session's NVFlare and Flower
 # deployments, which stay up (Flower's SuperLink and SuperNodes keep a quarter of a core busy) until the end.
+# `make test` runs two pytest-xdist workers (``--dist loadgroup``): the modules that run whole stacks of their own
+# (make dev's, the Dagster daemon's, the 8-process claim proof) go to one worker as one group, in this order; every
+# other test is shared out. Each worker has its own session servers, so no test sees another worker's FL jobs.
 FL_DEPLOYMENTS = {"nvflare_deployment", "nvflare_fl_api", "flower_deployment", "flower_fl_api"}
+WHOLE_STACK_MODULES = ("test_dev.py", "test_concurrency.py", "test_daemon.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -258,3 +262,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 2 if module(item) in uses_fl else 1
 
     items.sort(key=rank)
+    for item in items:
+        if module(item).endswith(WHOLE_STACK_MODULES):
+            item.add_marker(pytest.mark.xdist_group("whole-stacks"))
