@@ -1,5 +1,7 @@
 """The code location: every job, sensor and resource of flip_pipelines, assembled in one place."""
 
+import os
+
 import dagster as dg
 
 from flip_pipelines.jobs.abort import abort_training
@@ -21,7 +23,8 @@ def build_resources() -> dict[str, object]:
     return {
         "io_manager": dg.mem_io_manager,  # op outputs (presigned URLs among them) stay in the run's memory
         "queue_db": QueueDatabase(),
-        "fl_api": FLApiResource(token=dg.EnvVar("FLIP_FL_API_TOKEN")),
+        # a hub whose nets are all FLIP's own FL APIs has no token to send
+        "fl_api": FLApiResource(token=dg.EnvVar("FLIP_FL_API_TOKEN") if os.environ.get("FLIP_FL_API_TOKEN") else None),
         "storage": FlipStorage(s3=s3),
         "heartbeat": RunHeartbeat(),
     }

@@ -3,6 +3,10 @@
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flip_pipelines.domain.net_options import NetOptions
 
 DATA_DIR_ENV = "FLIP_DATA_DIR"
 DATABASE_URL_ENV = "FLIP_DATABASE_URL"
@@ -147,3 +151,23 @@ def owner_id() -> str:
     """The user id (your identity provider's ``sub`` on a FLIP hub) recorded as owner of the projects, queries
     and models the CLI creates; ``FLIP_OWNER_ID``, else the hub service's fixed id."""
     return os.environ.get(OWNER_ID_ENV, "").strip() or HUB_SERVICE_USER_ID
+
+
+NET_OPTIONS_ENV = "FLIP_NET_OPTIONS"
+
+
+def net_options(net: str) -> "NetOptions":
+    """How to talk to net ``net``'s FL API (``FLIP_NET_OPTIONS``; see ``domain.net_options``).
+
+    Raises:
+        InvalidInputError: FLIP_NET_OPTIONS is malformed.
+    """
+    from flip_pipelines.domain.net_options import NetOptions, parse_net_options
+
+    return parse_net_options(os.environ.get(NET_OPTIONS_ENV, "")).get(net, NetOptions())
+
+
+def pushed_status_grace_seconds() -> float:
+    """How long a training on a net whose FL server pushes its final status (FLIP's) waits for that push after
+    the FL job finished (``FLIP_PUSHED_STATUS_GRACE_SECONDS``, default 300)."""
+    return float(os.environ.get("FLIP_PUSHED_STATUS_GRACE_SECONDS", "300"))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from flip_pipelines.cli import dev, fl_api, local_nets, models, queue_admin  # noqa: F401  (they add commands)
+from flip_pipelines.cli import dev, fl_api, hub_api, local_nets, models, queue_admin  # noqa: F401  (add commands)
 from flip_pipelines.cli.common import cli
 from flip_pipelines.domain.errors import FlipError
 

@@ -167,17 +167,18 @@ def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: 
 
 @cli.command()
 @click.argument("model_id")
-@click.option("--token", envvar="FLIP_FL_API_TOKEN", required=True, show_envvar=True,
-              help="Bearer token of the nets' FL APIs (prefer the env var).")
+@click.option("--token", envvar="FLIP_FL_API_TOKEN", default=None, show_envvar=True,
+              help="Bearer token of the nets' FL APIs (prefer the env var; FLIP's own FL APIs need none).")
 @json_option
 @pass_context
-def abort(obj: Context, model_id: str, token: str, as_json: bool) -> None:
+def abort(obj: Context, model_id: str, token: str | None, as_json: bool) -> None:
     """Stop MODEL_ID's training: queued jobs removed, its FL job aborted (pending or running), its net freed."""
-    from flip_pipelines.fl_api.client import FLApiClient
+    from flip_pipelines.resources.fl_api import FLApiResource
     from flip_pipelines.services.abort import abort_model_training
 
     model_uuid = parse_uuid(model_id, "model id")
-    report = abort_model_training(obj.session(), lambda url: FLApiClient(url, token), model_uuid)
+    fl_api = FLApiResource(token=token or None)
+    report = abort_model_training(obj.session(), lambda net: fl_api.client(net.endpoint, net=net.name), model_uuid)
     if as_json:
         print_json({"model_id": report.model_id, "dequeued": report.dequeued, "aborted": report.aborted,
                     "problems": report.problems, "nothing_to_do": report.nothing_to_do})

@@ -36,6 +36,11 @@ def _free_slots(session: Session, where: sa.ColumnElement[bool]) -> int:
     return int(result.rowcount or 0)
 
 
+def free_net_of_job_in_transaction(session: Session, fl_job_id: uuid.UUID) -> int:
+    """Free the net whose slot holds the job, in the open transaction; how many slots were freed."""
+    return _free_slots(session, col(FLScheduler.job_id) == fl_job_id)
+
+
 def _running_job(session: Session, fl_job_id: uuid.UUID) -> FLJob:
     job = get_row(session, FLJob, fl_job_id, "fl_job")
     if job.status != JobStatus.IN_PROGRESS:

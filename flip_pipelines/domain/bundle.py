@@ -6,7 +6,7 @@ validation happens here, before anything is written, so a bad model upload never
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import PurePosixPath
 
@@ -262,6 +262,40 @@ def draft_flower_bundle(template_files: list[str], model_files: list[str], job_t
     problems += _reserved_problems(steps, set(allowed))
     plan = BundlePlan(FLBackend.FLOWER, job_type, tuple(steps), tuple(sorted(template_dropped + model_dropped)))
     return BundleDraft(plan, tuple(problems))
+
+
+class NvflareLayout(StrEnum):
+    """How an NVFlare bundle's app folders are laid out for the net's FL API.
+
+    ``split``: the base application's ``app_server/`` and ``app_client/`` as they are, with ``meta.json`` (this
+    project's FL API). ``app``: one ``app/`` folder holding both configs and all custom code, no ``meta.json``
+    (FLIP's NVFlare FL API checks every app folder for ``config_fed_client.json`` and ``config_fed_server.json``
+    and writes ``meta.json`` itself).
+    """
+
+    SPLIT = "split"
+    APP = "app"
+
+
+def as_single_app(plan: BundlePlan) -> BundlePlan:
+    """The same NVFlare bundle in the ``app`` layout: every ``app*/`` folder merged into ``app/``, the base
+    application's ``meta.json`` left out, the per-folder copies of each model file kept once.
+
+    Raises:
+        BundleError: two different files would land on the same key.
+    """
+    steps: dict[str, CopyStep] = {}
+    for step in plan.steps:
+        if step.origin == "template" and step.dest in NVFLARE_TEMPLATE_ROOT_FILES:
+            continue
+        head, _, rest = step.dest.partition("/")
+        dest = f"app/{rest}" if rest and _APP_FOLDER.match(head) else step.dest
+        merged = CopyStep(step.origin, step.source, dest)
+        clash = steps.get(dest)
+        if clash is not None and (clash.origin, clash.source) != (merged.origin, merged.source):
+            raise BundleError(f"the single-app NVFlare layout puts {clash.source} and {step.source} both at {dest}")
+        steps[dest] = merged
+    return replace(plan, steps=tuple(steps.values()))
 
 
 def plan_nvflare_bundle(template_files: list[str], model_files: list[str], job_type: JobType) -> BundlePlan:

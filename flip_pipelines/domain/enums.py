@@ -82,13 +82,15 @@ TERMINAL_MODEL_STATUSES: frozenset[ModelStatus] = frozenset(
 
 
 class FLJobStatus(StrEnum):
-    """A backend job's status, normalised across NVFlare and Flower (FLIP #490)."""
+    """A backend job's status, normalised across NVFlare and Flower (FLIP #490). FLIP's FL APIs answer UNKNOWN
+    for a native status they cannot map: neither running nor ended, so it is asked again."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
+    UNKNOWN = "UNKNOWN"
 
 
 TERMINAL_FL_JOB_STATUSES: frozenset[FLJobStatus] = frozenset(

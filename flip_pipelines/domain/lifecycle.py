@@ -112,6 +112,7 @@ class Backend(StrEnum):
     FAILED = "FAILED"
     STOPPED = "STOPPED"
     MISSING = "MISSING"
+    UNKNOWN = "UNKNOWN"  # listed, with a status its FL API could not map (FLIP's FL APIs)
     UNREACHABLE = "UNREACHABLE"
     NOT_ASKED = "NOT_ASKED"
 
@@ -172,7 +173,7 @@ def reconcile_action(facts: ReconcileFacts) -> Action:
         return Action.RESUME
     if facts.backend in (Backend.FAILED, Backend.STOPPED, Backend.MISSING):
         return Action.END
-    return Action.WAIT
+    return Action.WAIT  # unreachable, or a status nobody can read yet (UNKNOWN)
 
 
 # Dagster's ``dagster/failure_reason`` values of a run that failed in a step or before any step could run; a failed

@@ -50,13 +50,15 @@ class FLApiContractError(FLApiError):
 
 
 class FLApiClient:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0, upload_timeout: float = 900.0) -> None:
+    """``token`` None sends no Authorization header (FLIP's own FL APIs authenticate nobody)."""
+
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0,
+                 upload_timeout: float = 900.0) -> None:
         install_log_redaction()
         self.base_url = base_url.rstrip("/")
         self.upload_timeout = upload_timeout
-        self._http = httpx.Client(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
-        )
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -83,7 +85,8 @@ class FLApiClient:
             raise FLApiContractError(f"{path}: response does not fit the FL-API contract: {exc}") from None
 
     def health(self) -> Health:
-        return self._parse(self._request("GET", "/health"), Health, "/health")
+        """``/health`` (FLIP's NVFlare FL API serves ``/health/`` and redirects there)."""
+        return self._parse(self._request("GET", "/health", follow_redirects=True), Health, "/health")
 
     def upload_app(self, model_id: str, body: UploadAppRequest) -> UploadAppResponse:
         path = f"/upload_app/{model_id}"
@@ -140,9 +143,13 @@ class FLApiClient:
 
     def _raise_for(self, response: httpx.Response, method: str, path: str) -> None:
         try:
-            detail = str(response.json().get("detail", ""))
+            raw = response.json().get("detail", "")
         except (ValueError, AttributeError):
-            detail = response.text[:500]
+            raw = response.text[:500]
+        if isinstance(raw, list):  # FastAPI's 422: one item per invalid field
+            raw = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', e)}" if isinstance(e, dict)
+                            else str(e) for e in raw)
+        detail = str(raw)
         message = redact_text(f"{method} {path} → HTTP {response.status_code}: {detail}")
         kind: type[FLApiError] = FLApiRequestError
         if response.status_code == 404:

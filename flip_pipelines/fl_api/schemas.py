@@ -3,9 +3,9 @@
 Responses are parsed strictly on the client side: a response that does not fit raises, loudly.
 """
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flip_pipelines.domain.enums import FLJobStatus
+from flip_pipelines.domain.enums import OFFLINE_CLIENT_STATUSES, FLJobStatus
 
 
 class UploadAppRequest(BaseModel):
@@ -47,19 +47,30 @@ class ServerStatus(BaseModel):
 
 
 class ClientStatusItem(BaseModel):
-    """A client the server knows of; ``online`` is False for ``no_reply``/``DISCONNECTED`` (FLIP's rule)."""
+    """A client the server knows of; ``online`` is False for ``no_reply``/``DISCONNECTED`` (FLIP's rule). FLIP's
+    FL APIs send no ``online``: it is computed from ``status`` as FLIP's hub computes it."""
 
     model_config = ConfigDict(extra="ignore")
 
     name: str
     status: str
-    online: bool
+    online: bool | None = None  # computed from status when absent
     last_connect_time: float | None = None
+
+    @model_validator(mode="after")
+    def _online_from_status(self) -> "ClientStatusItem":
+        if self.online is None:
+            self.online = self.status not in OFFLINE_CLIENT_STATUSES
+        return self
 
 
 class Health(BaseModel):
+    """``backend`` is this project's FL API's; FLIP's sends a ``version`` instead."""
+
+    model_config = ConfigDict(extra="ignore")
+
     status: str
-    backend: str
+    backend: str | None = None
 
 
 class RunLogs(BaseModel):

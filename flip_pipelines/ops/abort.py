@@ -19,7 +19,8 @@ def abort_model(context: dg.OpExecutionContext, config: AbortConfig, queue_db: Q
     model_id = parse_uuid(config.model_id, "model_id")
     try:
         with queue_db.session() as session:
-            report = abort_model_training(session, fl_api.client, model_id)
+            report = abort_model_training(
+                session, lambda net: fl_api.client(net.endpoint, net=net.name), model_id)
     except FlipError as exc:
         raise dg.Failure(f"cannot abort model {config.model_id}: {exc}", allow_retries=False) from exc
     context.log.info(report.summary())

@@ -8,8 +8,8 @@ import dagster as dg
 from pydantic import Field
 
 from flip_pipelines import settings
-from flip_pipelines.db import claims, lifecycle
-from flip_pipelines.domain.enums import TERMINAL_FL_JOB_STATUSES, FLJobStatus
+from flip_pipelines.db import claims, lifecycle, registry
+from flip_pipelines.domain.enums import TERMINAL_FL_JOB_STATUSES, FLJobStatus, JobStatus
 from flip_pipelines.domain.errors import FlipError
 from flip_pipelines.domain.lifecycle import Outcome, outcome_of_backend_status
 from flip_pipelines.domain.queue import Claim
@@ -33,7 +33,7 @@ def _store_result(claim: Claim, submitted: SubmittedJob, fl_api: FLApiResource,
                   storage: FlipStorage) -> tuple[str, int]:
     """Download the finished job's result zip and put it at ``<results-bucket>/<model_id>/<fl_job_id>.zip``."""
     key = f"{claim.model_id}/{claim.fl_job_id}.zip"
-    with tempfile.TemporaryDirectory() as tmp, fl_api.client(claim.endpoint) as client:
+    with tempfile.TemporaryDirectory() as tmp, fl_api.client(claim.endpoint, net=claim.net_name) as client:
         archive = client.download_job(submitted.backend_job_id, Path(tmp) / "result.zip")
         size = archive.stat().st_size
         storage.s3.get_client().upload_file(str(archive), storage.results_bucket, key)
@@ -45,11 +45,21 @@ def _end(queue_db: QueueDatabase, claim: Claim, outcome: Outcome, reason: str) -
         return lifecycle.end_training(session, claim.fl_job_id, outcome, reason)
 
 
+def _ended_meanwhile(queue_db: QueueDatabase, claim: Claim) -> str | None:
+    """The model's status when its training was ended by someone else (a pushed final status, an abort)."""
+    with queue_db.session() as session:
+        if lifecycle.get_job(session, claim.fl_job_id).status == JobStatus.IN_PROGRESS:
+            return None
+        return registry.get_model(session, claim.model_id).status.value
+
+
 def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob, status: FLJobStatus,
                     details: str | None, fl_api: FLApiResource, queue_db: QueueDatabase,
                     storage: FlipStorage) -> str:
     """Store the result of a FINISHED job and end the training; end it FAILED/STOPPED otherwise (and fail the run)."""
     outcome = outcome_of_backend_status(status) or Outcome.FAILED
+    if outcome == Outcome.FINISHED and settings.net_options(claim.net_name).results_pushed:
+        return _await_pushed_end(context, claim, queue_db)
     if outcome == Outcome.FINISHED:
         crash_point("after_finished", str(claim.model_id))
         try:
@@ -71,6 +81,21 @@ def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: Sub
     raise dg.Failure(reason, allow_retries=False)
 
 
+def _await_pushed_end(context: dg.OpExecutionContext, claim: Claim, queue_db: QueueDatabase) -> str:
+    """A net whose FL server uploads its results and pushes the final status (FLIP's): wait for that push (the hub
+    API ends the training), then end it FINISHED ourselves if none came within the grace."""
+    deadline = time.monotonic() + settings.pushed_status_grace_seconds()
+    context.log.info(f"FL job finished on {claim.net_name}; waiting for its FL server to push the final status")
+    while (ended := _ended_meanwhile(queue_db, claim)) is None and time.monotonic() < deadline:
+        time.sleep(1.0)
+    if ended is not None:
+        context.log.info(f"the FL server reported {ended}; net {claim.net_name} is free")
+        return ended
+    _end(queue_db, claim, Outcome.FINISHED, "Training finished; its FL server pushed no final status "
+                                            f"within {settings.pushed_status_grace_seconds():.0f}s")
+    return FLJobStatus.FINISHED.value
+
+
 @dg.op(description="Poll the FL API until the job ends; store results or record the failure; free the net.")
 def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim, submitted: SubmittedJob,
             fl_api: FLApiResource, queue_db: QueueDatabase, storage: FlipStorage, heartbeat: RunHeartbeat) -> str:
@@ -78,7 +103,7 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim,
     interval = settings.monitor_poll_seconds(config.poll_interval_seconds)
     context.log.info(f"polling {claim.fl_backend.value} job {submitted.backend_job_id} every {interval:g}s")
     last: FLJobStatus | None = None
-    with fl_api.client(claim.endpoint) as client:
+    with fl_api.client(claim.endpoint, net=claim.net_name) as client:
         while True:
             try:
                 job = client.get_job(submitted.backend_job_id)
@@ -93,6 +118,9 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim,
                 last = job.status
                 if job.status == FLJobStatus.RUNNING:
                     crash_point("mid_monitor", str(claim.model_id))
+            if (ended := _ended_meanwhile(queue_db, claim)) is not None:
+                context.log.info(f"fl_job {claim.fl_job_id} was ended meanwhile (model {ended}); net is free")
+                return ended
             if job is not None and job.status in TERMINAL_FL_JOB_STATUSES:
                 return finish_training(context, claim, submitted, job.status, job.status_details, fl_api, queue_db,
                                        storage)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from flip_pipelines import settings
 from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
@@ -120,7 +121,7 @@ def validate_clients(context: dg.OpExecutionContext, claim: Claim, fl_api: FLApi
     if _already_submitted(context, claim):
         return claim
     try:
-        with fl_api.client(claim.endpoint) as client:
+        with fl_api.client(claim.endpoint, net=claim.net_name) as client:
             statuses = {c.name: c for c in client.check_client_status()}
     except Exception as exc:
         raise op_error(context, exc, f"fetching client statuses from {claim.net_name}") from exc
@@ -140,7 +141,8 @@ def bundle(context: dg.OpExecutionContext, claim: Claim, storage: FlipStorage) -
         return BundledFiles(keys=())
     store = storage.bundle_store(log=context.log.info, on_copy=lambda: crash_point("mid_bundle", str(claim.model_id)))
     try:
-        result = store.bundle(str(claim.model_id), claim.fl_backend)
+        layout = settings.net_options(claim.net_name).nvflare_layout
+        result = store.bundle(str(claim.model_id), claim.fl_backend, layout)
     except Exception as exc:
         raise op_error(context, exc, f"bundling {claim.model_name}") from exc
     files = sorted(({"file": s.dest, "from": s.origin, "source": s.source} for s in result.plan.steps),
@@ -195,7 +197,7 @@ def submit(context: dg.OpExecutionContext, claim: Claim, bundle_urls: PresignedB
     request = UploadAppRequest(project_id=str(details.project_id), cohort_query=details.cohort_query,
                                trusts=list(claim.slot_names), bundle_urls=list(bundle_urls.urls))
     try:
-        with fl_api.client(claim.endpoint) as client:
+        with fl_api.client(claim.endpoint, net=claim.net_name) as client:
             raise_if_aborted(queue_db, claim)
             uploaded = client.upload_app(str(claim.model_id), request)
             context.log.info(f"uploaded {uploaded.files} file(s) to {claim.net_name}")
@@ -225,7 +227,7 @@ def submit(context: dg.OpExecutionContext, claim: Claim, bundle_urls: PresignedB
 def _abort_quietly(fl_api: FLApiResource, claim: Claim, backend_job_id: str) -> None:
     """The training was aborted while the FL server took its job: stop that job too (gone already is fine)."""
     try:
-        with fl_api.client(claim.endpoint) as client:
+        with fl_api.client(claim.endpoint, net=claim.net_name) as client:
             client.abort_job(backend_job_id)
     except FLApiNotFoundError:
         pass

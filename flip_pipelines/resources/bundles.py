@@ -19,8 +19,10 @@ from flip_pipelines.domain.bundle import (
     BundlePlan,
     CopyStep,
     JobType,
+    NvflareLayout,
     UnknownJobTypeError,
     UnsafePathError,
+    as_single_app,
     check_relative_key,
     job_type_from_config,
     plan_bundle,
@@ -218,8 +220,9 @@ class BundleStore:
             source = {"Bucket": base_bucket, "Key": origin}
             self.client.copy_object(Bucket=self.bundle_bucket, Key=dest, CopySource=source)
 
-    def bundle(self, model_id: str, backend: FLBackend) -> BundleResult:
-        """Plan, empty the destination, copy, verify.
+    def bundle(self, model_id: str, backend: FLBackend,
+               nvflare_layout: NvflareLayout = NvflareLayout.SPLIT) -> BundleResult:
+        """Plan (for NVFlare, in the net's FL API's ``nvflare_layout``), empty the destination, copy, verify.
 
         Raises:
             BundleError subclasses: the model's files cannot be bundled (destination untouched).
@@ -229,6 +232,8 @@ class BundleStore:
         started = time.perf_counter()
         check_model_id(model_id)
         plan = self.plan(model_id, backend)
+        if backend == FLBackend.NVFLARE and nvflare_layout == NvflareLayout.APP:
+            plan = as_single_app(plan)
         template = self.template(backend, plan.job_type)
         self.log(plan.summary())
         if plan.dropped:

@@ -144,9 +144,10 @@ def training_reconcile_sensor(context: dg.SensorEvaluationContext, queue_db: Que
             notes.append(f"run {run.run_id} of fl_job {job.fl_job_id} lost its worker: marked failed")
     asked = [j for j in jobs if backend_needed(j.backend_job_id is not None, j.net is not None,
                                                runs[j.fl_job_id].seen.state)]
+    net_at = {j.net.endpoint: j.net.name for j in asked if j.net}
     statuses = backend_statuses(
         [(j.net.endpoint, j.backend_job_id) for j in asked if j.net and j.backend_job_id],
-        lambda endpoint: fl_api.client(endpoint, timeout=FL_API_CALL_TIMEOUT_SECONDS),
+        lambda endpoint: fl_api.client(endpoint, net=net_at[endpoint], timeout=FL_API_CALL_TIMEOUT_SECONDS),
         budget_seconds=FL_API_BUDGET_SECONDS,
     )
     requests = []
@@ -210,7 +211,7 @@ def _give_up(queue_db: QueueDatabase, fl_api: FLApiResource, job: ActiveJob, of_
            else f"{of_job.seen.failed} runs failed or lost their worker (last: {reason})")
     if job.backend_job_id and job.net is not None:
         try:
-            with fl_api.client(job.net.endpoint, timeout=FL_API_CALL_TIMEOUT_SECONDS) as client:
+            with fl_api.client(job.net.endpoint, net=job.net.name, timeout=FL_API_CALL_TIMEOUT_SECONDS) as client:
                 client.abort_job(job.backend_job_id)
         except FLApiError as exc:
             why += f"; its FL job could not be aborted: {exc}"

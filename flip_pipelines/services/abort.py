@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlmodel import Session
 
 from flip_pipelines.db import lifecycle
+from flip_pipelines.domain.queue import NetDetails
 from flip_pipelines.fl_api.client import FLApiClient, FLApiError, FLApiNotFoundError
 
 
@@ -31,7 +32,7 @@ class AbortReport:
         return "; ".join(parts)
 
 
-def abort_model_training(session: Session, client_for: Callable[[str], FLApiClient], model_id: uuid.UUID,
+def abort_model_training(session: Session, client_for: Callable[[NetDetails], FLApiClient], model_id: uuid.UUID,
                          reason: str = "Training aborted by request") -> AbortReport:
     """One lifecycle transition (``abort_model``), then each submitted FL job aborted on its net.
 
@@ -46,7 +47,7 @@ def abort_model_training(session: Session, client_for: Callable[[str], FLApiClie
     report = AbortReport(model_id=str(model_id), dequeued=aborted.dequeued, stopped=len(aborted.stopped_jobs))
     for net, backend_job_id in aborted.backend_jobs:
         try:
-            with client_for(net.endpoint) as client:
+            with client_for(net) as client:
                 status = client.abort_job(backend_job_id).status.value
             report.aborted.append(f"{net.name}:{backend_job_id} → {status}")
         except FLApiNotFoundError:

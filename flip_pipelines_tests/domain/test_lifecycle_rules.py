@@ -38,7 +38,7 @@ RECONCILE_TABLE = [
     (False, True, {R.NONE}, ANY, False, False, Action.LEAVE),
     (True, True, ANY, {B.PENDING, B.RUNNING, B.FINISHED}, ANY, False, Action.RESUME),
     (True, True, ANY, {B.FAILED, B.STOPPED, B.MISSING}, ANY, False, Action.END),
-    (True, True, ANY, {B.UNREACHABLE, B.NOT_ASKED}, ANY, False, Action.WAIT),
+    (True, True, ANY, {B.UNREACHABLE, B.UNKNOWN, B.NOT_ASKED}, ANY, False, Action.WAIT),
 ]
 
 

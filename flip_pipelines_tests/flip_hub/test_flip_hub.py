@@ -30,31 +30,13 @@ from flip_pipelines.sensors.queue import training_queue_sensor
 from flip_pipelines_tests.conftest import RunningFLApi
 from flip_pipelines_tests.factories import fits
 from flip_pipelines_tests.fl_api.helpers import with_config
+from flip_pipelines_tests.flip_hub.conftest import TRUSTS, new_flip_database
 from flip_pipelines_tests.flip_hub.hub import OWNER, FlipHub
 from flip_pipelines_tests.flip_hub.migrations import build_flip_hub_schema
 from flip_pipelines_tests.jobs.test_train_model import Hub, _resources, _storage, train_model
 
 pytestmark = pytest.mark.postgres
 EXE = str(Path(sys.executable).parent / "flip-pipelines")
-NETS = {"net-nvflare": ("http://127.0.0.1:18201", "NVFLARE"), "net-flower": ("http://127.0.0.1:18202", "FLOWER")}
-TRUSTS = {"Trust_1": "site-1", "Trust_2": "site-2"}
-
-
-@pytest.fixture(scope="session")
-def flip_hub_template(postgres_server_url: str) -> str:
-    """FLIP's schema at its head, built once by FLIP's migrations, copied for each test."""
-    name = f"flip_hub_{uuid.uuid4().hex[:8]}"
-    build_flip_hub_schema(create_database(postgres_server_url, name))
-    return name
-
-
-def new_flip_database(postgres_server_url: str, template: str) -> str:
-    return create_database(postgres_server_url, f"fh_{uuid.uuid4().hex[:12]}", template=template)
-
-
-@pytest.fixture
-def flip_hub(postgres_server_url: str, flip_hub_template: str) -> FlipHub:
-    return FlipHub(new_flip_database(postgres_server_url, flip_hub_template)).seed(NETS, TRUSTS)
 
 
 def snapshot(url: str) -> dict[str, object]:

@@ -1,0 +1,194 @@
+"""``flip-pipelines hub-api serve`` as a real process on a FLIP hub database, pushed to as FLIP's FL servers push
+(flip-utils' ``flip`` package: snake_case bodies, ``X-Internal-Service-Key``): every push lands as FLIP's routes
+write it, a final status ends the training and frees the net, and a bad push is refused and changes nothing."""
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+
+from flip_pipelines.db import claims, lifecycle
+from flip_pipelines.db.engine import make_engine, new_session
+from flip_pipelines.demo_models import demo_model_files
+from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.s3 import LocalS3
+from flip_pipelines.resources.database import QueueDatabase
+from flip_pipelines.resources.fl_api import FLApiResource
+from flip_pipelines.resources.heartbeat import RunHeartbeat
+from flip_pipelines.sensors.queue import training_queue_sensor
+from flip_pipelines_tests.factories import fits
+from flip_pipelines_tests.fl_api.helpers import with_config
+from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
+from flip_pipelines_tests.flip_hub.hub import FlipHub
+from flip_pipelines_tests.jobs.test_train_model import _storage, train_model
+
+pytestmark = pytest.mark.postgres
+KEY = f"internal-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def hub_api(flip_hub: FlipHub, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "FLIP_DATABASE_URL": flip_hub.url, "FLIP_INTERNAL_SERVICE_KEY": KEY,
+           "FLIP_DATA_DIR": str(tmp_path)}
+    log = tmp_path / "hub_api.log"
+    process = start_process([str(Path(sys.executable).parent / "flip-pipelines"), "hub-api", "serve",
+                             "--port", str(port)], log_path=log, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"hub API exited: {log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(up, timeout=30, interval=0.2, what="the hub API")
+    try:
+        yield base
+    finally:
+        stop_pid(process.pid)
+
+
+def _running_training(flip_hub: FlipHub) -> tuple[uuid.UUID, uuid.UUID]:
+    model_id = flip_hub.save_model("pushed")
+    engine = make_engine(flip_hub.url)
+    try:
+        with new_session(engine) as session:
+            job_id = lifecycle.enqueue_training(session, model_id, list(flip_hub.trusts.values()), fits()).id
+            claim = claims.claim_next_job(session, {model_id: frozenset({FLBackend.NVFLARE})})
+            lifecycle.record_submission(session, job_id, "nvflare-job-1", claim.net_name)
+    finally:
+        engine.dispose()
+    return model_id, job_id
+
+
+def _counts(flip_hub: FlipHub) -> tuple[int, ...]:
+    return tuple(flip_hub.scalar(f"SELECT count(*) FROM {t}") for t in ("fl_logs", "fl_metrics", "models_audit"))
+
+
+def test_pushes_land_as_flip_writes_them_and_end_the_training(flip_hub: FlipHub, hub_api: str) -> None:
+    model_id, job_id = _running_training(flip_hub)
+    pushed = httpx.Client(base_url=hub_api, headers={"X-Internal-Service-Key": KEY}, timeout=10)
+    before = _counts(flip_hub)
+
+    assert httpx.put(f"{hub_api}/model/{model_id}/status/RUNNING").status_code == 401
+    assert httpx.put(f"{hub_api}/model/{model_id}/status/RUNNING",
+                     headers={"X-Internal-Service-Key": "wrong"}).status_code == 401
+    refused = [
+        pushed.put(f"/model/{model_id}/status/DONE"),
+        pushed.put("/model/not-a-uuid/status/RUNNING"),
+        pushed.post(f"/model/{model_id}/metrics", json={"fl_client_name": "site-1", "global_round": 1,
+                                                          "label": "val_loss", "result": "nan"}),
+        pushed.post(f"/model/{model_id}/metrics", json={"fl_client_name": "site-1", "global_round": -1,
+                                                          "label": "val_loss", "result": 0.5}),
+        pushed.post(f"/model/{model_id}/metrics", json={"fl_client_name": "site-1", "label": "x", "result": 1}),
+        pushed.post(f"/model/{model_id}/logs", json={"log": "text", "event_type": "ROUND_STARTED",
+                                                       "global_round": 1}),
+        pushed.post(f"/model/{model_id}/logs", json={"event_type": "QUEUE_POSITION", "global_round": 1}),
+        pushed.post(f"/model/{model_id}/logs", json={"event_type": "ROUND_STARTED"}),
+        pushed.post(f"/model/{model_id}/logs", json={"log": "x", "details": {"blob": "y" * 9000}}),
+    ]
+    assert [r.status_code for r in refused] == [422] * len(refused), [r.text for r in refused]
+    assert pushed.post(f"/model/{model_id}/metrics", json={"fl_client_name": "site-9", "global_round": 1,
+                                                             "label": "val_loss", "result": 0.5}).status_code == 400
+    assert pushed.put(f"/model/{uuid.uuid4()}/status/RUNNING").status_code == 404
+    assert _counts(flip_hub) == before, "nothing refused was written"
+
+    assert pushed.put(f"/model/{model_id}/status/RUNNING").json() == {"success": "status set"}
+    assert pushed.post(f"/model/{model_id}/metrics", json={"fl_client_name": "site-1", "global_round": 1,
+                                                             "label": "val_loss", "result": 0.5}).status_code == 204
+    assert pushed.post(f"/model/{model_id}/metrics", json={
+        "fl_client_name": "site-2", "global_round": 2, "label": "val_loss", "result": 0.25, "x_value": 64,
+        "x_label": "Samples"}).status_code == 204
+    assert pushed.post(f"/model/{model_id}/logs", json={
+        "fl_client_name": "site-2", "event_type": "ROUND_STARTED", "global_round": 1,
+        "details": {"round": 1}}).json() == {"detail": "Created"}
+    assert pushed.post(f"/model/{model_id}/logs", json={
+        "fl_client_name": "site-7", "log": "CUDA out of memory", "success": False}).status_code == 200
+    metrics = flip_hub.execute("SELECT t.name, m.fl_client_name, m.global_round, m.label, m.result, m.x_value, "
+                               "m.x_label FROM fl_metrics m JOIN trust t ON t.id = m.trust WHERE m.model_id = :m "
+                               "ORDER BY m.global_round", m=model_id)
+    assert [tuple(r) for r in metrics] == [("Trust_1", "site-1", 1, "val_loss", 0.5, 1.0, "Global Round"),
+                                           ("Trust_2", "site-2", 2, "val_loss", 0.25, 64.0, "Samples")]
+    logs = flip_hub.logs(model_id)
+    event = next(r for r in logs if r["event_type"] == "ROUND_STARTED")
+    assert event["trust"] == flip_hub.trusts["Trust_2"] and event["details"] == {"round": 1}
+    assert any(r["log"] == "The job for this model is now running." for r in logs)
+    assert any((r["log"] or "").startswith("[unattributed client 'site-7'") and not r["success"] for r in logs)
+
+    assert pushed.put(f"/model/{model_id}/status/RESULTS_UPLOADED").status_code == 200
+    assert flip_hub.job(job_id)["status"] == "COMPLETED" and flip_hub.model_status(model_id) == "RESULTS_UPLOADED"
+    assert set(flip_hub.slots().values()) == {"AVAILABLE"}
+    assert flip_hub.audit_trail(model_id) == ["RUNNING", "RESULTS_UPLOADED"]
+
+
+def test_a_stopped_model_ignores_what_its_fl_server_still_reports(flip_hub: FlipHub, hub_api: str) -> None:
+    model_id, job_id = _running_training(flip_hub)
+    engine = make_engine(flip_hub.url)
+    try:
+        with new_session(engine) as session:
+            lifecycle.abort_model(session, model_id, "Stopped by the user")
+    finally:
+        engine.dispose()
+    before = _counts(flip_hub)
+    response = httpx.put(f"{hub_api}/model/{model_id}/status/RESULTS_UPLOADED",
+                         headers={"X-Internal-Service-Key": KEY})
+    assert response.json() == {"success": "status set"}, "FLIP answers the same when it ignores a report"
+    assert flip_hub.model_status(model_id) == "STOPPED" and flip_hub.job(job_id)["status"] == "DELETED"
+    assert _counts(flip_hub) == before
+
+
+@pytest.mark.slow
+def test_a_training_on_a_flip_net_ends_through_what_its_fl_server_pushes(
+        flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_model on a FLIP hub database and a FLIP-style NVFlare FL API (``FLIP_NET_OPTIONS`` "flip"): no token
+    sent, the single-app bundle accepted, client statuses without ``online`` read, UNKNOWN then RUNNING followed;
+    the FL side pushes RUNNING, the clients' metrics and RESULTS_UPLOADED to the hub API, and the run ends on that."""
+    fake = FlipFLApi(push_to=hub_api, push_key=KEY).start()
+    try:
+        flip_hub.execute("INSERT INTO fl_nets VALUES (:i, 'net-flip', :e, 'NVFLARE')", i=(net := uuid.uuid4()),
+                         e=fake.base_url)
+        flip_hub.execute("INSERT INTO fl_scheduler VALUES (:i, :n, 'AVAILABLE', NULL)", i=uuid.uuid4(), n=net)
+        monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
+        storage, model_bucket = _storage(s3_server)
+        model_id = flip_hub.save_model("on-a-flip-net")
+        client = s3_server.client()
+        for rel, body in with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=1).items():
+            client.put_object(Bucket=model_bucket, Key=f"{model_id}/{rel}", Body=body)
+        engine = make_engine(flip_hub.url)
+        try:
+            with new_session(engine) as session:
+                job_id = lifecycle.enqueue_training(session, model_id, list(flip_hub.trusts.values()),
+                                                    storage.bundle_store().check(str(model_id))).id
+        finally:
+            engine.dispose()
+        with dg.instance_for_test() as instance:
+            with dg.build_sensor_context(instance=instance, resources={"queue_db": QueueDatabase(url=flip_hub.url),
+                                                                      "storage": storage}) as context:
+                [request] = training_queue_sensor(context).run_requests
+            assert request.tags["flip/net"] == "net-flip"
+            run_config = request.run_config
+            run_config["ops"]["monitor"] = {"config": {"poll_interval_seconds": 0.5, "deadline_seconds": 120.0}}
+            resources = {"queue_db": QueueDatabase(url=flip_hub.url), "storage": storage,
+                         "fl_api": FLApiResource(token="hub-secret"), "io_manager": dg.mem_io_manager,
+                         "heartbeat": RunHeartbeat()}
+            result = train_model.execute_in_process(run_config=run_config, tags=request.tags, instance=instance,
+                                                    resources=resources, raise_on_error=False)
+        assert result.success, result.get_run_failure_event()
+        assert result.output_for_node("monitor") == "RESULTS_UPLOADED"
+    finally:
+        fake.stop()
+    assert flip_hub.job(job_id)["status"] == "COMPLETED" and flip_hub.model_status(model_id) == "RESULTS_UPLOADED"
+    assert flip_hub.slots()["net-flip"] == "AVAILABLE"
+    assert flip_hub.audit_trail(model_id) == ["RUNNING", "RESULTS_UPLOADED"]
+    assert flip_hub.scalar("SELECT count(*) FROM fl_metrics WHERE model_id = :m", m=model_id) == 2
+    assert all("authorization" not in h for h in fake.seen_headers), "the hub's token never reached FLIP's FL API"
+    assert "app/config/config_fed_client.json" in fake.uploads[str(model_id)]
