@@ -32,7 +32,7 @@ def flip_fl_api() -> Iterator[FlipFLApi]:
 def test_net_options_name_flips_fl_api_or_this_projects_and_refuse_what_they_cannot_read() -> None:
     options = parse_net_options('{"a": "flip", "b": {"bearer_token": false}, "c": "flip_pipelines"}')
     assert options == {"a": FLIP_FL_API, "b": NetOptions(bearer_token=False), "c": NetOptions()}
-    assert NetOptions(bearer_token=False, nvflare_layout=NvflareLayout.APP) == FLIP_FL_API
+    assert NetOptions(bearer_token=False, nvflare_layout=NvflareLayout.APP, results_pushed=True) == FLIP_FL_API
     assert parse_net_options("") == {}
     for bad, message in [("[1]", "map net names"), ("{", "not JSON"), ('{"a": "x"}', "unknown preset 'x'"),
                          ('{"a": {"nvflare_layout": "flat"}}', "split or app"),
