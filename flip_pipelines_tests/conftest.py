@@ -63,7 +63,21 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def flip_hub_template(postgres_server_url: str) -> str:
+    """FLIP's own hub schema at its head, built once by FLIP's migrations (``flip_hub/migrations.py``)."""
+    from flip_pipelines_tests.flip_hub.migrations import build_flip_hub_schema
+
+    name = f"flip_hub_{uuid.uuid4().hex[:8]}"
+    build_flip_hub_schema(create_database(postgres_server_url, name))
+    return name
+
+
 def fresh_database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "flip-hub":
+        server_url = request.getfixturevalue("postgres_server_url")
+        template = request.getfixturevalue("flip_hub_template")
+        return create_database(server_url, f"fh_{uuid.uuid4().hex[:12]}", template=template)
     if kind == "postgres":
         server_url = request.getfixturevalue("postgres_server_url")
         template = request.getfixturevalue("postgres_template")
@@ -73,9 +87,10 @@ def fresh_database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path
     return f"sqlite:///{path}"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "flip-hub"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A migrated, empty queue database; the test runs once on SQLite and once on PostgreSQL."""
+    """A migrated, empty queue database; the test runs on SQLite, on PostgreSQL created by ``db upgrade``, and on
+    a FLIP hub database created by FLIP's own migrations — one code path for all three."""
     return fresh_database_url(request.param, request, tmp_path)
 
 

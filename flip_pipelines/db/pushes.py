@@ -118,3 +118,21 @@ def record_pushed_log(session: Session, model_id: uuid.UUID, entry: PushedLog) -
         session.add(row)
         return row
 
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    fl_client_name: str
+    global_round: int
+    label: str
+    result: float
+    x_label: str
+    x_value: float
+
+
+def model_metrics(session: Session, model_id: uuid.UUID) -> list[MetricPoint]:
+    """Every metric pushed for a model, by round, label and client (what FLIP's metrics view plots)."""
+    with transaction(session):
+        rows = session.exec(select(FLMetrics).where(FLMetrics.model_id == model_id)).all()
+    points = [MetricPoint(r.fl_client_name, r.global_round, r.label, r.result, r.x_label, r.x_value) for r in rows]
+    return sorted(points, key=lambda p: (p.global_round, p.label, p.fl_client_name))

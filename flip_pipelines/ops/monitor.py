@@ -8,8 +8,8 @@ import dagster as dg
 from pydantic import Field
 
 from flip_pipelines import settings
-from flip_pipelines.db import claims, lifecycle, registry
-from flip_pipelines.domain.enums import TERMINAL_FL_JOB_STATUSES, FLJobStatus, JobStatus
+from flip_pipelines.db import claims, lifecycle, pushes, registry
+from flip_pipelines.domain.enums import TERMINAL_FL_JOB_STATUSES, FLJobStatus, JobStatus, ModelStatus
 from flip_pipelines.domain.errors import FlipError
 from flip_pipelines.domain.lifecycle import Outcome, outcome_of_backend_status
 from flip_pipelines.domain.queue import Claim
@@ -40,6 +40,26 @@ def _store_result(claim: Claim, submitted: SubmittedJob, fl_api: FLApiResource,
     return f"s3://{storage.results_bucket}/{key}", size
 
 
+def _metrics_metadata(queue_db: QueueDatabase, claim: Claim) -> dict[str, object]:
+    """The metrics the FL side pushed for the model (``fl_metrics``): a per-round table, and each label's last-round
+    mean over clients as a number, so Dagster plots it across trainings."""
+    with queue_db.session() as session:
+        points = pushes.model_metrics(session, claim.model_id)
+    if not points:
+        return {}
+    last = max(p.global_round for p in points)
+    finals = {}
+    for label in sorted({p.label for p in points}):
+        values = [p.result for p in points if p.label == label and p.global_round == last]
+        finals[f"final_{label}"] = dg.MetadataValue.float(sum(values) / len(values))
+    columns = ("round", "client", "metric", "value")
+    return {**finals, "rounds": last, "metrics": dg.MetadataValue.table(
+        records=[dg.TableRecord({"round": p.global_round, "client": p.fl_client_name, "metric": p.label,
+                                 "value": p.result}) for p in points],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "int" if c == "round" else "float" if c == "value"
+                                                      else "string") for c in columns]))}
+
+
 def _end(queue_db: QueueDatabase, claim: Claim, outcome: Outcome, reason: str) -> bool:
     with queue_db.session() as session:
         return lifecycle.end_training(session, claim.fl_job_id, outcome, reason)
@@ -59,7 +79,7 @@ def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: Sub
     """Store the result of a FINISHED job and end the training; end it FAILED/STOPPED otherwise (and fail the run)."""
     outcome = outcome_of_backend_status(status) or Outcome.FAILED
     if outcome == Outcome.FINISHED and settings.net_options(claim.net_name).results_pushed:
-        return _await_pushed_end(context, claim, queue_db)
+        return _await_pushed_end(context, claim, submitted, queue_db)
     if outcome == Outcome.FINISHED:
         crash_point("after_finished", str(claim.model_id))
         try:
@@ -70,7 +90,7 @@ def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: Sub
             context.log_event(dg.AssetMaterialization(asset_key=model_asset(claim, "global_model"), metadata={
                 "model": claim.model_name, "location": location, "bytes": size, "net": claim.net_name,
                 "backend_job_id": submitted.backend_job_id, "final_status": status.value,
-                "training_s": round(time.time() - submitted.submitted_at, 1),
+                "training_s": round(time.time() - submitted.submitted_at, 1), **_metrics_metadata(queue_db, claim),
             }))
         context.log.info(f"results stored at {location}; net {claim.net_name} is free")
         return status.value
@@ -81,19 +101,35 @@ def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: Sub
     raise dg.Failure(reason, allow_retries=False)
 
 
-def _await_pushed_end(context: dg.OpExecutionContext, claim: Claim, queue_db: QueueDatabase) -> str:
+def _await_pushed_end(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob,
+                      queue_db: QueueDatabase) -> str:
     """A net whose FL server uploads its results and pushes the final status (FLIP's): wait for that push (the hub
     API ends the training), then end it FINISHED ourselves if none came within the grace."""
     deadline = time.monotonic() + settings.pushed_status_grace_seconds()
     context.log.info(f"FL job finished on {claim.net_name}; waiting for its FL server to push the final status")
     while (ended := _ended_meanwhile(queue_db, claim)) is None and time.monotonic() < deadline:
         time.sleep(1.0)
-    if ended is not None:
-        context.log.info(f"the FL server reported {ended}; net {claim.net_name} is free")
-        return ended
-    _end(queue_db, claim, Outcome.FINISHED, "Training finished; its FL server pushed no final status "
-                                            f"within {settings.pushed_status_grace_seconds():.0f}s")
-    return FLJobStatus.FINISHED.value
+    if ended is None:
+        _end(queue_db, claim, Outcome.FINISHED, "Training finished; its FL server pushed no final status "
+                                                f"within {settings.pushed_status_grace_seconds():.0f}s")
+        ended = ModelStatus.RESULTS_UPLOADED.value
+    return _ended_by_push(context, claim, submitted, queue_db, ended)
+
+
+def _ended_by_push(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob, queue_db: QueueDatabase,
+                   ended: str) -> str:
+    """The FL server's pushed final status ended the training: the global model with the pushed metrics when its
+    results were uploaded; a failed run otherwise."""
+    context.log.info(f"the FL server reported {ended}; net {claim.net_name} is free")
+    if ended != ModelStatus.RESULTS_UPLOADED.value:
+        raise dg.Failure(f"the FL server of {claim.net_name} reported {ended} for FL job {submitted.backend_job_id}",
+                         allow_retries=False)
+    context.log_event(dg.AssetMaterialization(asset_key=model_asset(claim, "global_model"), metadata={
+        "model": claim.model_name, "location": "uploaded by the net's FL server", "net": claim.net_name,
+        "backend_job_id": submitted.backend_job_id, "final_status": ended,
+        "training_s": round(time.time() - submitted.submitted_at, 1), **_metrics_metadata(queue_db, claim),
+    }))
+    return ended
 
 
 @dg.op(description="Poll the FL API until the job ends; store results or record the failure; free the net.")
@@ -119,6 +155,8 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim,
                 if job.status == FLJobStatus.RUNNING:
                     crash_point("mid_monitor", str(claim.model_id))
             if (ended := _ended_meanwhile(queue_db, claim)) is not None:
+                if settings.net_options(claim.net_name).results_pushed and ended != ModelStatus.STOPPED.value:
+                    return _ended_by_push(context, claim, submitted, queue_db, ended)
                 context.log.info(f"fl_job {claim.fl_job_id} was ended meanwhile (model {ended}); net is free")
                 return ended
             if job is not None and job.status in TERMINAL_FL_JOB_STATUSES:

@@ -69,10 +69,11 @@ class FlipFLApi:
 
     def _finished(self, job_id: str) -> None:
         model_id = self.job_models[job_id]
-        for round_number, client in enumerate(self.clients, start=1):
-            self._push("POST", f"/model/{model_id}/metrics", {"fl_client_name": client["name"],
-                                                              "global_round": round_number, "label": "val_loss",
-                                                              "result": 1.0 / round_number})
+        for round_number in (1, 2):
+            for index, client in enumerate(self.clients):
+                self._push("POST", f"/model/{model_id}/metrics", {
+                    "fl_client_name": client["name"], "global_round": round_number, "label": "val_loss",
+                    "result": 1.0 / round_number + 0.1 * index})
         self._push("PUT", f"/model/{model_id}/status/RESULTS_UPLOADED")
 
     def _app(self) -> FastAPI:

@@ -184,11 +184,15 @@ def test_a_training_on_a_flip_net_ends_through_what_its_fl_server_pushes(
                                                     resources=resources, raise_on_error=False)
         assert result.success, result.get_run_failure_event()
         assert result.output_for_node("monitor") == "RESULTS_UPLOADED"
+        [model] = [m.event_specific_data.materialization for m in result.get_asset_materialization_events()
+                   if m.event_specific_data.materialization.asset_key.path[-1] == "global_model"]
+        assert model.metadata["final_val_loss"].value == pytest.approx(0.55), "round 2: site-1 0.5, site-2 0.6"
+        assert len(model.metadata["metrics"].value.records) == 4 and model.metadata["rounds"].value == 2
     finally:
         fake.stop()
     assert flip_hub.job(job_id)["status"] == "COMPLETED" and flip_hub.model_status(model_id) == "RESULTS_UPLOADED"
     assert flip_hub.slots()["net-flip"] == "AVAILABLE"
     assert flip_hub.audit_trail(model_id) == ["RUNNING", "RESULTS_UPLOADED"]
-    assert flip_hub.scalar("SELECT count(*) FROM fl_metrics WHERE model_id = :m", m=model_id) == 2
+    assert flip_hub.scalar("SELECT count(*) FROM fl_metrics WHERE model_id = :m", m=model_id) == 4
     assert all("authorization" not in h for h in fake.seen_headers), "the hub's token never reached FLIP's FL API"
     assert "app/config/config_fed_client.json" in fake.uploads[str(model_id)]
