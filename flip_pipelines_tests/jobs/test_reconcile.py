@@ -47,7 +47,7 @@ def _tick(url: str, token: str) -> tuple[dg.SensorResult, float]:
         return result, time.monotonic() - started
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "flip-hub"], indirect=True)  # the reconcile sensor on FLIP's
 def test_a_hanging_fl_api_costs_one_short_timeout_and_the_other_nets_are_handled(
     database_url: str, nvflare_fl_api: RunningFLApi
 ) -> None:
