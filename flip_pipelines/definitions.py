@@ -12,6 +12,7 @@ from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import RunHeartbeat
 from flip_pipelines.resources.s3 import s3_resource_from_env
 from flip_pipelines.resources.storage import FlipStorage
+from flip_pipelines.sensors.alerts import training_failure_alert_sensor
 from flip_pipelines.sensors.queue import training_queue_sensor
 from flip_pipelines.sensors.recovery import training_failure_sensor, training_reconcile_sensor
 
@@ -32,6 +33,7 @@ def build_resources() -> dict[str, object]:
 
 defs = dg.Definitions(
     jobs=[train_model, resume_training, abort_training, queue_watchdog],
-    sensors=[training_queue_sensor, training_failure_sensor, training_reconcile_sensor],
+    sensors=[training_queue_sensor, training_failure_sensor, training_reconcile_sensor,
+             training_failure_alert_sensor],
     resources=build_resources(),
 )

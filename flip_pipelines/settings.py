@@ -171,3 +171,13 @@ def pushed_status_grace_seconds() -> float:
     """How long a training on a net whose FL server pushes its final status (FLIP's) waits for that push after
     the FL job finished (``FLIP_PUSHED_STATUS_GRACE_SECONDS``, default 300)."""
     return float(os.environ.get("FLIP_PUSHED_STATUS_GRACE_SECONDS", "300"))
+
+
+def alert_webhook_url() -> str:
+    """Where failed trainings are posted (Slack-compatible incoming webhook); empty: no alerts."""
+    return os.environ.get("FLIP_ALERT_WEBHOOK_URL", "").strip()
+
+
+def dagster_ui_url() -> str:
+    """The Dagster UI's address, for links in alerts (``FLIP_DAGSTER_UI_URL``); empty: no link."""
+    return os.environ.get("FLIP_DAGSTER_UI_URL", "").strip()

@@ -41,6 +41,7 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
         port = 3000 if not port_is_open(3000, host) else free_port(host)
     env = {**os.environ, "DAGSTER_HOME": str(home), settings.DATABASE_URL_ENV: obj.url}
     env["FLIP_FL_API_TOKEN"] = env.get("FLIP_FL_API_TOKEN") or _local_token()
+    env["FLIP_DAGSTER_UI_URL"] = env.get("FLIP_DAGSTER_UI_URL") or f"http://{host}:{port}"  # links in alerts
     click.echo(f"queue database:  {redacted(obj.url)}")
     click.echo(f"DAGSTER_HOME:    {home}")
     local_stack = None
