@@ -1,5 +1,10 @@
 """The code location loads, and its jobs run against a real queue database."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import sqlalchemy as sa
 from sqlmodel import select
@@ -15,6 +20,17 @@ from flip_pipelines_tests.factories import build_world, claim_next, queue_model
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("queue_watchdog").executor_def is dg.in_process_executor
+
+
+def test_dg_checks_the_project_definitions() -> None:
+    """The project is a ``dg`` project (``[tool.dg]``): ``dg check defs`` loads the code location as ``dg dev``
+    and deployments do."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
+    result = subprocess.run([str(Path(sys.executable).parent / "dg"), "check", "defs", "--use-active-venv"],
+                            cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully." in result.stdout + result.stderr
 
 
 def test_database_url_is_not_shown_in_launchpad_config() -> None:

@@ -51,7 +51,8 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
         jobs = {job["name"] for repo in location["repositories"] for job in repo["jobs"]}
         sensors = {s["name"] for repo in location["repositories"] for s in repo["sensors"]}
         assert {"train_model", "abort_training", "resume_training"} <= jobs
-        assert {"training_queue_sensor", "training_failure_sensor", "training_reconcile_sensor"} <= sensors
+        assert {"training_queue_sensor", "training_failure_sensor", "training_reconcile_sensor",
+                "training_failure_alert_sensor"} <= sensors
         output = log.read_text()
         assert f"Dagster UI:      http://127.0.0.1:{port}" in output
         model_id = re.search(r"demo model:\s+([0-9a-f-]{36})", output).group(1)  # type: ignore[union-attr]
@@ -80,4 +81,5 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
     finally:
         stop_pid(process.pid, first_signal=signal.SIGINT, timeout=60)
     assert "stopping" in log.read_text()
+    assert "superseded" not in log.read_text(), "the stack runs under dg dev, which supersedes dagster dev"
     assert stack_pids and not [p for p in stack_pids if pid_alive(p)], "every server of the stack was stopped"

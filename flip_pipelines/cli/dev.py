@@ -66,10 +66,12 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
                        f"{local_stack.demo_model_id} --trust Trust_1 --trust Trust_2")
         workspace = workspace or (Path("workspace.yaml") if Path("workspace.yaml").exists() else None)
         target = ["-w", str(workspace)] if workspace else ["-m", "flip_pipelines.definitions"]
-        dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
+        dg_cli = str(Path(sys.executable).parent / "dg")  # `dg dev`: what `dagster dev` says supersedes it
+        env["VIRTUAL_ENV"] = sys.prefix  # this interpreter's environment is the project's
         click.echo(f"Dagster UI:      http://{host}:{port}")
         sys.stdout.flush()
-        dagster_process = subprocess.Popen([dagster, "dev", "-h", host, "-p", str(port), *target], env=env)
+        dagster_process = subprocess.Popen([dg_cli, "dev", "--use-active-venv", "-h", host, "-p", str(port),
+                                            *target], env=env)
         dagster_process.wait()
     except KeyboardInterrupt:
         click.echo("stopping ...")
