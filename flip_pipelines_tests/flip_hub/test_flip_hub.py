@@ -19,21 +19,19 @@ from flip_pipelines.db import claims, lifecycle, registry, site_config
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.migrate import upgrade_database
 from flip_pipelines.db.models import EXTRA_INDEXES
-from flip_pipelines.demo_models import demo_model_dir, demo_model_files
+from flip_pipelines.demo_models import demo_model_dir
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.lifecycle import Outcome
 from flip_pipelines.domain.schema import FLIP_HEAD
 from flip_pipelines.local.postgres import create_database
 from flip_pipelines.local.s3 import LocalS3
-from flip_pipelines.resources.database import QueueDatabase
-from flip_pipelines.sensors.queue import training_queue_sensor
 from flip_pipelines_tests.conftest import RunningFLApi
 from flip_pipelines_tests.factories import fits
-from flip_pipelines_tests.fl_api.helpers import with_config
 from flip_pipelines_tests.flip_hub.conftest import TRUSTS, new_flip_database
 from flip_pipelines_tests.flip_hub.hub import OWNER, FlipHub
 from flip_pipelines_tests.flip_hub.migrations import build_flip_hub_schema
-from flip_pipelines_tests.jobs.test_train_model import Hub, _resources, _storage, train_model
+from flip_pipelines_tests.flip_hub.training import claimed_run_request, queue_demo_model
+from flip_pipelines_tests.jobs.test_train_model import Hub, _resources, train_model
 
 pytestmark = pytest.mark.postgres
 EXE = str(Path(sys.executable).parent / "flip-pipelines")
@@ -244,28 +242,13 @@ def test_queue_sensor_and_a_real_training_on_a_flip_hub(postgres_server_url: str
     RESULTS_UPLOADED in the audit trail, and FLIP-shaped logs."""
     hub = FlipHub(new_flip_database(postgres_server_url, flip_hub_template)).seed(
         {"net-nvflare": (nvflare_fl_api.base_url, "NVFLARE")}, TRUSTS)
-    storage, model_bucket = _storage(s3_server)
-    model_id = hub.save_model("flip-trained")
-    client = s3_server.client()
-    for rel, body in with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=1).items():
-        client.put_object(Bucket=model_bucket, Key=f"{model_id}/{rel}", Body=body)
-    engine = make_engine(hub.url)
-    try:
-        with new_session(engine) as session:
-            job_id = lifecycle.enqueue_training(session, model_id, list(hub.trusts.values()),
-                                                storage.bundle_store().check(str(model_id))).id
-    finally:
-        engine.dispose()
-    resources = {"queue_db": QueueDatabase(url=hub.url), "storage": storage}
+    storage, model_id, job_id = queue_demo_model(hub, s3_server, "flip-trained")
     with dg.instance_for_test() as instance:
-        with dg.build_sensor_context(instance=instance, resources=resources) as context:
-            [request] = training_queue_sensor(context).run_requests
+        request = claimed_run_request(hub, storage, instance)
         assert request.tags["flip/net"] == "net-nvflare" and request.run_key == f"fl_job:{job_id}"
         assert hub.slots() == {"net-nvflare": "BUSY"} and hub.net_by_model_id(model_id) == "net-nvflare"
-        run_config = request.run_config
-        run_config["ops"]["monitor"] = {"config": {"poll_interval_seconds": 1.0, "deadline_seconds": 300.0}}
-        result = train_model.execute_in_process(run_config=run_config, tags=request.tags, instance=instance,
-                                                resources=_resources(Hub(hub.url, storage, model_bucket),
+        result = train_model.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance,
+                                                resources=_resources(Hub(hub.url, storage, storage.model_bucket),
                                                                      nvflare_fl_api), raise_on_error=False)
     assert result.success, result.get_run_failure_event()
     job = hub.job(job_id)

@@ -14,19 +14,17 @@ import pytest
 
 from flip_pipelines.db import claims, lifecycle
 from flip_pipelines.db.engine import make_engine, new_session
-from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import RunHeartbeat
-from flip_pipelines.sensors.queue import training_queue_sensor
 from flip_pipelines_tests.factories import fits
-from flip_pipelines_tests.fl_api.helpers import with_config
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
 from flip_pipelines_tests.flip_hub.hub import FlipHub
-from flip_pipelines_tests.jobs.test_train_model import _storage, train_model
+from flip_pipelines_tests.flip_hub.training import claimed_run_request, queue_demo_model
+from flip_pipelines_tests.jobs.test_train_model import train_model
 
 pytestmark = pytest.mark.postgres
 KEY = f"internal-{uuid.uuid4().hex}"
@@ -158,29 +156,14 @@ def test_a_training_on_a_flip_net_ends_through_what_its_fl_server_pushes(
                          e=fake.base_url)
         flip_hub.execute("INSERT INTO fl_scheduler VALUES (:i, :n, 'AVAILABLE', NULL)", i=uuid.uuid4(), n=net)
         monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
-        storage, model_bucket = _storage(s3_server)
-        model_id = flip_hub.save_model("on-a-flip-net")
-        client = s3_server.client()
-        for rel, body in with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=1).items():
-            client.put_object(Bucket=model_bucket, Key=f"{model_id}/{rel}", Body=body)
-        engine = make_engine(flip_hub.url)
-        try:
-            with new_session(engine) as session:
-                job_id = lifecycle.enqueue_training(session, model_id, list(flip_hub.trusts.values()),
-                                                    storage.bundle_store().check(str(model_id))).id
-        finally:
-            engine.dispose()
+        storage, model_id, job_id = queue_demo_model(flip_hub, s3_server, "on-a-flip-net")
         with dg.instance_for_test() as instance:
-            with dg.build_sensor_context(instance=instance, resources={"queue_db": QueueDatabase(url=flip_hub.url),
-                                                                      "storage": storage}) as context:
-                [request] = training_queue_sensor(context).run_requests
+            request = claimed_run_request(flip_hub, storage, instance)
             assert request.tags["flip/net"] == "net-flip"
-            run_config = request.run_config
-            run_config["ops"]["monitor"] = {"config": {"poll_interval_seconds": 0.5, "deadline_seconds": 120.0}}
             resources = {"queue_db": QueueDatabase(url=flip_hub.url), "storage": storage,
                          "fl_api": FLApiResource(token="hub-secret"), "io_manager": dg.mem_io_manager,
                          "heartbeat": RunHeartbeat()}
-            result = train_model.execute_in_process(run_config=run_config, tags=request.tags, instance=instance,
+            result = train_model.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance,
                                                     resources=resources, raise_on_error=False)
         assert result.success, result.get_run_failure_event()
         assert result.output_for_node("monitor") == "RESULTS_UPLOADED"
