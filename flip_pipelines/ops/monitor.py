@@ -52,12 +52,11 @@ def _metrics_metadata(queue_db: QueueDatabase, claim: Claim) -> dict[str, object
     for label in sorted({p.label for p in points}):
         values = [p.result for p in points if p.label == label and p.global_round == last]
         finals[f"final_{label}"] = dg.MetadataValue.float(sum(values) / len(values))
-    columns = ("round", "client", "metric", "value")
+    columns = {"round": "int", "client": "string", "metric": "string", "value": "float"}
     return {**finals, "rounds": last, "metrics": dg.MetadataValue.table(
         records=[dg.TableRecord({"round": p.global_round, "client": p.fl_client_name, "metric": p.label,
                                  "value": p.result}) for p in points],
-        schema=dg.TableSchema(columns=[dg.TableColumn(c, "int" if c == "round" else "float" if c == "value"
-                                                      else "string") for c in columns]))}
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns.items()]))}
 
 
 def _end(queue_db: QueueDatabase, claim: Claim, outcome: Outcome, reason: str) -> bool:
