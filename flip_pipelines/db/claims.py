@@ -25,7 +25,7 @@ from flip_pipelines.db.models import (
     Trust,
     utcnow,
 )
-from flip_pipelines.db.registry import unapproved_in_transaction
+from flip_pipelines.db.registry import trust_names_in_transaction, unapproved_in_transaction
 from flip_pipelines.db.site_config import deployment_mode_in_transaction, refuse_in_deployment_mode
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
@@ -244,10 +244,7 @@ def enqueue_and_claim(session: Session, model_id: uuid.UUID, trust_ids: Sequence
 
 def _checked_trusts(session: Session, model_id: uuid.UUID,
                     trust_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
-    known = set(session.exec(select(Trust.id).where(col(Trust.id).in_(list(trust_ids)))).all())
-    unknown = [str(t) for t in trust_ids if t not in known]
-    if unknown:
-        raise NotFoundError(f"unknown trust id(s): {', '.join(unknown)}")
+    trust_names_in_transaction(session, trust_ids)
     trusts = _addressed_trusts(session, trust_ids)
     unaddressable = [str(t) for t in trust_ids if t not in trusts]
     if unaddressable:

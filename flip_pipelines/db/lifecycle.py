@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from flip_pipelines.db.models import FLJob, FLJobTrust, FLLogs, FLNets, FLScheduler, Model, Trust, utcnow
-from flip_pipelines.db.registry import unapproved_in_transaction
+from flip_pipelines.db.models import FLJob, FLJobTrust, FLLogs, FLNets, FLScheduler, Model, utcnow
+from flip_pipelines.db.registry import trust_names_in_transaction, unapproved_in_transaction
 from flip_pipelines.db.site_config import refuse_in_deployment_mode
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
 from flip_pipelines.domain.enums import ACTIVE_JOB_STATUSES, FLLogEvent, JobStatus, ModelStatus, NetStatus
@@ -70,10 +70,7 @@ def enqueue_training(session: Session, model_id: uuid.UUID, trust_ids: Sequence[
         model = get_row(session, Model, model_id, "model")
         if model.deleted:
             raise NotFoundError(f"model {model_id} is deleted")
-        names = dict(session.exec(select(Trust.id, Trust.name).where(col(Trust.id).in_(list(trust_ids)))).all())
-        unknown = [str(t) for t in trust_ids if t not in names]
-        if unknown:
-            raise NotFoundError(f"unknown trust id(s): {', '.join(unknown)}")
+        names = trust_names_in_transaction(session, trust_ids)
         unapproved = unapproved_in_transaction(session, model_id, trust_ids)
         if unapproved:
             raise InvalidInputError(

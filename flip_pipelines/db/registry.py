@@ -232,11 +232,21 @@ def add_model(session: Session, name: str, project_name: str, *, trust_ids: Sequ
     return model
 
 
-def _known(session: Session, trust_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    known = set(session.exec(select(Trust.id).where(col(Trust.id).in_(list(trust_ids)))).all())
-    unknown = [str(t) for t in trust_ids if t not in known]
+def trust_names_in_transaction(session: Session, trust_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Trust id → name, in the open transaction.
+
+    Raises:
+        NotFoundError: naming every unknown trust id.
+    """
+    names = dict(session.exec(select(Trust.id, Trust.name).where(col(Trust.id).in_(list(trust_ids)))).all())
+    unknown = [str(t) for t in trust_ids if t not in names]
     if unknown:
         raise NotFoundError(f"unknown trust id(s): {', '.join(unknown)}")
+    return names
+
+
+def _known(session: Session, trust_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    trust_names_in_transaction(session, trust_ids)
     return list(dict.fromkeys(trust_ids))
 
 
