@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import select
@@ -64,12 +65,13 @@ def seed_queue(url: str, *, jobs: int, nets: int, trusts: int = 2) -> list[uuid.
         engine.dispose()
 
 
-def _claim_and_complete(args: tuple[str, int, bool, float]) -> list[Hold]:
-    url, worker, lock_rows, deadline_s = args
+def _claim_and_complete(args: tuple[str, int, bool, float, float, Any]) -> list[Hold]:
+    url, worker, lock_rows, deadline_s, pause_s, start_together = args
     engine = make_engine(url)
     holds: list[Hold] = []
-    deadline = time.monotonic() + deadline_s
     backends_of = suits_every_backend(url)
+    start_together.wait(timeout=deadline_s)
+    deadline = time.monotonic() + deadline_s
     try:
         with new_session(engine) as session:
             while time.monotonic() < deadline:
@@ -95,16 +97,25 @@ def _claim_and_complete(args: tuple[str, int, bool, float]) -> list[Hold]:
                 holds.append(
                     Hold(str(claim.fl_job_id), str(claim.net_id), claimed, released, worker, str(slot_job))
                 )
+                time.sleep(pause_s)  # a sensor tick's gap: SQLite's busy waiters get the write lock in between
     finally:
         engine.dispose()
     return holds
 
 
-def run_claimers(url: str, *, processes: int, lock_rows: bool = True, deadline_s: float = 300.0) -> list[Hold]:
-    """``processes`` workers claim-and-complete until the queue is empty; returns every hold they recorded."""
+def run_claimers(
+    url: str, *, processes: int, lock_rows: bool = True, deadline_s: float = 300.0, pause_s: float = 0.0
+) -> list[Hold]:
+    """``processes`` workers claim-and-complete until the queue is empty; returns every hold they recorded.
+
+    The workers wait at a barrier once they are up (imports, engine, model lookup), so a worker that started
+    first cannot drain a small queue before the others exist and the proof really is about concurrent claims.
+    """
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes) as pool:
-        results = pool.map(_claim_and_complete, [(url, w, lock_rows, deadline_s) for w in range(processes)])
+    with context.Manager() as manager, context.Pool(processes) as pool:
+        start_together = manager.Barrier(processes)
+        work = [(url, w, lock_rows, deadline_s, pause_s, start_together) for w in range(processes)]
+        results = pool.map(_claim_and_complete, work)
     return [hold for worker_holds in results for hold in worker_holds]
 
 
