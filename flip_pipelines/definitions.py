@@ -4,6 +4,8 @@ import os
 
 import dagster as dg
 
+from flip_pipelines.assets.checks import global_model_is_usable
+from flip_pipelines.assets.training import TRAINING_ASSETS
 from flip_pipelines.jobs.abort import abort_training
 from flip_pipelines.jobs.maintenance import queue_watchdog
 from flip_pipelines.jobs.training import resume_training, train_model
@@ -32,6 +34,8 @@ def build_resources() -> dict[str, object]:
 
 
 defs = dg.Definitions(
+    assets=TRAINING_ASSETS,
+    asset_checks=[global_model_is_usable],
     jobs=[train_model, resume_training, abort_training, queue_watchdog],
     sensors=[training_queue_sensor, training_failure_sensor, training_reconcile_sensor,
              training_failure_alert_sensor],

@@ -188,6 +188,13 @@ def queued_models(session: Session, limit: int = 500) -> list[uuid.UUID]:
     return list(dict.fromkeys(rows))
 
 
+def has_queued_job(session: Session, model_id: uuid.UUID) -> bool:
+    with transaction(session):
+        return session.exec(
+            select(FLJob.id).where(FLJob.model_id == model_id, FLJob.status == JobStatus.QUEUED).limit(1)
+        ).first() is not None
+
+
 def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, suits: frozenset[FLBackend],
                               net_name: str | None = None) -> Claim:
     """Take a free net of a backend the model suits (the named net, when given) for the model's oldest queued job,

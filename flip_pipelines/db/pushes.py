@@ -2,7 +2,9 @@
 Each is one transaction and writes what FLIP's own routes write."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -13,7 +15,7 @@ from flip_pipelines.db.registry import unapproved_in_transaction
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
 from flip_pipelines.domain.enums import JobStatus, ModelStatus
 from flip_pipelines.domain.errors import InvalidInputError
-from flip_pipelines.domain.pushes import pushed_status_effect
+from flip_pipelines.domain.pushes import MetricPoint, pushed_status_effect
 
 
 def record_pushed_status(session: Session, model_id: uuid.UUID, status: ModelStatus) -> bool:
@@ -120,19 +122,60 @@ def record_pushed_log(session: Session, model_id: uuid.UUID, entry: PushedLog) -
 
 
 
+def model_metrics(session: Session, model_id: uuid.UUID, since: datetime | None = None) -> list[MetricPoint]:
+    """Every metric recorded for a model (since a training started, when given: ``fl_metrics`` has no job
+    column), by round, label and client (what FLIP's metrics view plots)."""
+    query = select(FLMetrics).where(FLMetrics.model_id == model_id)
+    if since is not None:
+        query = query.where(col(FLMetrics.timestamp) >= since)
+    with transaction(session):
+        rows = session.exec(query).all()
+    points = [MetricPoint(r.fl_client_name, r.global_round, r.label, r.result, r.x_label, r.x_value) for r in rows]
+    return sorted(points, key=lambda p: (p.global_round, p.label, p.fl_client_name))
+
+
 @dataclass(frozen=True)
-class MetricPoint:
+class RoundValue:
     fl_client_name: str
     global_round: int
     label: str
     result: float
-    x_label: str
-    x_value: float
 
 
-def model_metrics(session: Session, model_id: uuid.UUID) -> list[MetricPoint]:
-    """Every metric pushed for a model, by round, label and client (what FLIP's metrics view plots)."""
+def record_round_metrics(session: Session, model_id: uuid.UUID, since: datetime | None,
+                         values: Sequence[RoundValue]) -> tuple[list[RoundValue], list[str]]:
+    """The metrics a training's FL API reported so far, as ``fl_metrics`` rows (what FLIP's FL servers push):
+    only those not yet recorded since the training started, so polling again writes nothing twice.
+
+    Returns the values recorded now, and the FL clients whose values were left out because no trust approved
+    for the model has them as its kit slot.
+
+    Raises:
+        NotFoundError: unknown model.
+    """
     with transaction(session):
-        rows = session.exec(select(FLMetrics).where(FLMetrics.model_id == model_id)).all()
-    points = [MetricPoint(r.fl_client_name, r.global_round, r.label, r.result, r.x_label, r.x_value) for r in rows]
-    return sorted(points, key=lambda p: (p.global_round, p.label, p.fl_client_name))
+        get_row(session, Model, model_id, "model")
+        query = select(FLMetrics.fl_client_name, FLMetrics.global_round, FLMetrics.label).where(
+            FLMetrics.model_id == model_id)
+        if since is not None:
+            query = query.where(col(FLMetrics.timestamp) >= since)
+        seen = {tuple(row) for row in session.exec(query).all()}
+        trusts: dict[str, uuid.UUID | None] = {}
+        recorded: list[RoundValue] = []
+        for value in values:
+            if (value.fl_client_name, value.global_round, value.label) in seen:
+                continue
+            if value.fl_client_name not in trusts:
+                try:
+                    trusts[value.fl_client_name] = _client_trust(session, model_id, value.fl_client_name).id
+                except InvalidInputError:
+                    trusts[value.fl_client_name] = None
+            trust_id = trusts[value.fl_client_name]
+            if trust_id is None:
+                continue
+            session.add(FLMetrics(trust=trust_id, fl_client_name=value.fl_client_name, model_id=model_id,
+                                  global_round=value.global_round, label=value.label, result=value.result,
+                                  x_value=float(value.global_round)))
+            seen.add((value.fl_client_name, value.global_round, value.label))
+            recorded.append(value)
+    return recorded, sorted(name for name, trust in trusts.items() if trust is None)

@@ -46,3 +46,15 @@ def pushed_status_effect(current: ModelStatus, pushed: ModelStatus) -> PushedSta
         message=MESSAGES.get(pushed),
         success=pushed not in (ModelStatus.ERROR, ModelStatus.STOPPED, ModelStatus.RESULTS_UPLOAD_FAILED),
     )
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One client's metric in one round, as ``fl_metrics`` holds it."""
+
+    fl_client_name: str
+    global_round: int
+    label: str
+    result: float
+    x_label: str
+    x_value: float

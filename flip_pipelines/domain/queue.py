@@ -23,6 +23,7 @@ class Claim:
     trust_names: tuple[str, ...]
     slot_names: tuple[str, ...]  # the FL client names of the trusts, in the same order
     backend_job_id: str | None = None  # set once the FL server accepted the job
+    model_key: str = ""  # the model's readable key: its partition of the training assets
 
 
 @dataclass(frozen=True)

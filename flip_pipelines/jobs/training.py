@@ -4,13 +4,16 @@ never written to run storage; running a job again for the same claim is safe (ev
 
 import dagster as dg
 
+from flip_pipelines.assets.training import MODEL_PARTITIONS
 from flip_pipelines.ops.monitor import load_submitted_training, monitor
 from flip_pipelines.ops.training import bundle, presign, resolve_backend, submit, validate_clients
 
 
 @dg.job(
     executor_def=dg.in_process_executor,
-    description="Train a model on a net: resolve_backend → validate_clients → bundle → presign → submit → monitor.",
+    partitions_def=MODEL_PARTITIONS,
+    description="Train a model on a net: resolve_backend → validate_clients → bundle → presign → submit → monitor. "
+                "Launch it by picking the model (its partition); no config is needed.",
     tags={"flip/kind": "training"},
 )
 def train_model() -> None:

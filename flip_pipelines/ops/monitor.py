@@ -8,15 +8,20 @@ import dagster as dg
 from pydantic import Field
 
 from flip_pipelines import settings
-from flip_pipelines.db import claims, lifecycle, pushes, registry
+from flip_pipelines.assets.checks import check_evaluation, evaluate_global_model
+from flip_pipelines.assets.training import GLOBAL_MODEL
+from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.domain.enums import TERMINAL_FL_JOB_STATUSES, FLJobStatus, JobStatus, ModelStatus
 from flip_pipelines.domain.errors import FlipError
 from flip_pipelines.domain.lifecycle import Outcome, outcome_of_backend_status
 from flip_pipelines.domain.queue import Claim
+from flip_pipelines.domain.redact import redact_text
+from flip_pipelines.domain.result_check import ResultCheck
 from flip_pipelines.domain.retry import is_transient
 from flip_pipelines.faults import crash_point
-from flip_pipelines.ops.errors import op_error
-from flip_pipelines.ops.training import SubmittedJob, model_asset, parse_uuid
+from flip_pipelines.ops.errors import op_error, training_failure
+from flip_pipelines.ops.round_metrics import follow_round_metrics, metrics_metadata
+from flip_pipelines.ops.training import SubmittedJob, parse_uuid, with_model_key
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import RunHeartbeat
@@ -29,34 +34,47 @@ class MonitorConfig(dg.Config):
     deadline_seconds: float = 24 * 3600.0
 
 
-def _store_result(claim: Claim, submitted: SubmittedJob, fl_api: FLApiResource,
-                  storage: FlipStorage) -> tuple[str, int]:
-    """Download the finished job's result zip and put it at ``<results-bucket>/<model_id>/<fl_job_id>.zip``."""
+def _store_result(claim: Claim, submitted: SubmittedJob, fl_api: FLApiResource, storage: FlipStorage,
+                  queue_db: QueueDatabase) -> tuple[str, int, ResultCheck]:
+    """Download the finished job's result zip, put it at ``<results-bucket>/<model_id>/<fl_job_id>.zip``, and
+    judge it while it is at hand (the global model's asset check)."""
     key = f"{claim.model_id}/{claim.fl_job_id}.zip"
     with tempfile.TemporaryDirectory() as tmp, fl_api.client(claim.endpoint, net=claim.net_name) as client:
         archive = client.download_job(submitted.backend_job_id, Path(tmp) / "result.zip")
         size = archive.stat().st_size
         storage.s3.get_client().upload_file(str(archive), storage.results_bucket, key)
-    return f"s3://{storage.results_bucket}/{key}", size
+        check = _judge(queue_db, storage, claim, archive)
+    return f"s3://{storage.results_bucket}/{key}", size, check
 
 
-def _metrics_metadata(queue_db: QueueDatabase, claim: Claim) -> dict[str, object]:
-    """The metrics the FL side pushed for the model (``fl_metrics``): a per-round table, and each label's last-round
-    mean over clients as a number, so Dagster plots it across trainings."""
-    with queue_db.session() as session:
-        points = pushes.model_metrics(session, claim.model_id)
-    if not points:
-        return {}
-    last = max(p.global_round for p in points)
-    finals = {}
-    for label in sorted({p.label for p in points}):
-        values = [p.result for p in points if p.label == label and p.global_round == last]
-        finals[f"final_{label}"] = dg.MetadataValue.float(sum(values) / len(values))
-    columns = {"round": "int", "client": "string", "metric": "string", "value": "float"}
-    return {**finals, "rounds": last, "metrics": dg.MetadataValue.table(
-        records=[dg.TableRecord({"round": p.global_round, "client": p.fl_client_name, "metric": p.label,
-                                 "value": p.result}) for p in points],
-        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns.items()]))}
+def _judge(queue_db: QueueDatabase, storage: FlipStorage, claim: Claim, archive: Path | None) -> ResultCheck:
+    try:
+        return evaluate_global_model(queue_db, storage, claim.model_id, claim.fl_job_id, archive)
+    except Exception as exc:  # the training's outcome stands; only its check could not be made
+        return ResultCheck((f"the check could not be made: {exc}",), None, 0, 0, None)
+
+
+def _materialize_global_model(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob,
+                              queue_db: QueueDatabase, check: ResultCheck, metadata: dict[str, object]) -> None:
+    context.log_event(dg.AssetMaterialization(asset_key=GLOBAL_MODEL.key, partition=claim.model_key, metadata={
+        "model": claim.model_name, "model_id": str(claim.model_id), "fl_job_id": str(claim.fl_job_id),
+        "net": claim.net_name, "backend": claim.fl_backend.value, "backend_job_id": submitted.backend_job_id,
+        "trusts": ", ".join(claim.trust_names), "training_s": round(time.time() - submitted.submitted_at, 1),
+        **metadata, **metrics_metadata(queue_db, claim),
+    }))
+    context.log_event(check_evaluation(check, claim.model_key))
+    (context.log.info if check.passed else context.log.warning)(f"global model check: {check.summary()}")
+
+
+def _fl_server_log_tail(fl_api: FLApiResource, claim: Claim, backend_job_id: str, lines: int = 15) -> str | None:
+    """The last lines of the FL server's log for a failed job, redacted; None when the FL API cannot give it."""
+    try:
+        with fl_api.client(claim.endpoint, net=claim.net_name, timeout=15.0) as client:
+            text = client.run_logs(backend_job_id).log
+    except Exception:
+        return None
+    tail = "\n".join(text.strip().splitlines()[-lines:])
+    return redact_text(tail) if tail else None
 
 
 def _end(queue_db: QueueDatabase, claim: Claim, outcome: Outcome, reason: str) -> bool:
@@ -78,30 +96,29 @@ def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: Sub
     """Store the result of a FINISHED job and end the training; end it FAILED/STOPPED otherwise (and fail the run)."""
     outcome = outcome_of_backend_status(status) or Outcome.FAILED
     if outcome == Outcome.FINISHED and settings.net_options(claim.net_name).results_pushed:
-        return _await_pushed_end(context, claim, submitted, queue_db)
+        return _await_pushed_end(context, claim, submitted, queue_db, storage)
     if outcome == Outcome.FINISHED:
         crash_point("after_finished", str(claim.model_id))
         try:
-            location, size = _store_result(claim, submitted, fl_api, storage)
+            location, size, check = _store_result(claim, submitted, fl_api, storage, queue_db)
         except Exception as exc:
-            raise op_error(context, exc, f"storing the result of FL job {submitted.backend_job_id}") from exc
+            raise op_error(context, exc, f"storing the result of FL job {submitted.backend_job_id}", claim) from exc
         if _end(queue_db, claim, outcome, f"Training finished; results at {location}"):
-            context.log_event(dg.AssetMaterialization(asset_key=model_asset(claim, "global_model"), metadata={
-                "model": claim.model_name, "location": location, "bytes": size, "net": claim.net_name,
-                "backend_job_id": submitted.backend_job_id, "final_status": status.value,
-                "training_s": round(time.time() - submitted.submitted_at, 1), **_metrics_metadata(queue_db, claim),
-            }))
+            _materialize_global_model(context, claim, submitted, queue_db, check,
+                                      {"location": location, "bytes": size, "final_status": status.value})
         context.log.info(f"results stored at {location}; net {claim.net_name} is free")
         return status.value
     reason = f"FL job {submitted.backend_job_id} ended {status.value}: {details or 'no details'}"
     if not _end(queue_db, claim, outcome, f"Training {status.value.lower()}: {details or 'no details'}"):
         context.log.info(f"fl_job {claim.fl_job_id} was already ended (aborted by request); the net is free")
         return status.value
-    raise dg.Failure(reason, allow_retries=False)
+    log_tail = _fl_server_log_tail(fl_api, claim, submitted.backend_job_id)
+    raise training_failure(reason, claim, {"fl_server_log": dg.MetadataValue.md(f"```\n{log_tail}\n```")}
+                           if log_tail else None)
 
 
 def _await_pushed_end(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob,
-                      queue_db: QueueDatabase) -> str:
+                      queue_db: QueueDatabase, storage: FlipStorage) -> str:
     """A net whose FL server uploads its results and pushes the final status (FLIP's): wait for that push (the hub
     API ends the training), then end it FINISHED ourselves if none came within the grace."""
     deadline = time.monotonic() + settings.pushed_status_grace_seconds()
@@ -112,22 +129,19 @@ def _await_pushed_end(context: dg.OpExecutionContext, claim: Claim, submitted: S
         _end(queue_db, claim, Outcome.FINISHED, "Training finished; its FL server pushed no final status "
                                                 f"within {settings.pushed_status_grace_seconds():.0f}s")
         ended = ModelStatus.RESULTS_UPLOADED.value
-    return _ended_by_push(context, claim, submitted, queue_db, ended)
+    return _ended_by_push(context, claim, submitted, queue_db, storage, ended)
 
 
 def _ended_by_push(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob, queue_db: QueueDatabase,
-                   ended: str) -> str:
+                   storage: FlipStorage, ended: str) -> str:
     """The FL server's pushed final status ended the training: the global model with the pushed metrics when its
     results were uploaded; a failed run otherwise."""
     context.log.info(f"the FL server reported {ended}; net {claim.net_name} is free")
     if ended != ModelStatus.RESULTS_UPLOADED.value:
-        raise dg.Failure(f"the FL server of {claim.net_name} reported {ended} for FL job {submitted.backend_job_id}",
-                         allow_retries=False)
-    context.log_event(dg.AssetMaterialization(asset_key=model_asset(claim, "global_model"), metadata={
-        "model": claim.model_name, "location": "uploaded by the net's FL server", "net": claim.net_name,
-        "backend_job_id": submitted.backend_job_id, "final_status": ended,
-        "training_s": round(time.time() - submitted.submitted_at, 1), **_metrics_metadata(queue_db, claim),
-    }))
+        raise training_failure(f"the FL server of {claim.net_name} reported {ended} for FL job "
+                               f"{submitted.backend_job_id}", claim)
+    _materialize_global_model(context, claim, submitted, queue_db, _judge(queue_db, storage, claim, None),
+                              {"location": "uploaded by the net's FL server", "final_status": ended})
     return ended
 
 
@@ -144,7 +158,7 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim,
                 job = client.get_job(submitted.backend_job_id)
             except Exception as exc:
                 if not is_transient(exc):
-                    raise op_error(context, exc, f"following FL job {submitted.backend_job_id}") from exc
+                    raise op_error(context, exc, f"following FL job {submitted.backend_job_id}", claim) from exc
                 context.log.warning(f"FL API unavailable, still polling: {exc}")
                 job = None
             if job is not None and job.status != last:
@@ -153,9 +167,11 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim,
                 last = job.status
                 if job.status == FLJobStatus.RUNNING:
                     crash_point("mid_monitor", str(claim.model_id))
+            if job is not None and job.status not in (FLJobStatus.PENDING, FLJobStatus.UNKNOWN):
+                follow_round_metrics(context, client, claim, submitted.backend_job_id, queue_db)
             if (ended := _ended_meanwhile(queue_db, claim)) is not None:
                 if settings.net_options(claim.net_name).results_pushed and ended != ModelStatus.STOPPED.value:
-                    return _ended_by_push(context, claim, submitted, queue_db, ended)
+                    return _ended_by_push(context, claim, submitted, queue_db, storage, ended)
                 context.log.info(f"fl_job {claim.fl_job_id} was ended meanwhile (model {ended}); net is free")
                 return ended
             if job is not None and job.status in TERMINAL_FL_JOB_STATUSES:
@@ -185,10 +201,11 @@ def load_submitted_training(context: dg.OpExecutionContext, config: ResumeConfig
             claim = claims.claim_for_job(session, fl_job_id)
             started = lifecycle.get_job(session, fl_job_id).started
     except FlipError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
+        raise training_failure(str(exc)) from None
     if not claim.backend_job_id:
-        raise dg.Failure(f"fl_job {fl_job_id} was never submitted: nothing to monitor", allow_retries=False)
-    context.instance.add_run_tags(context.run_id, {"flip/model": claim.model_name})
+        raise training_failure(f"fl_job {fl_job_id} was never submitted: nothing to monitor", claim)
+    claim = with_model_key(context, queue_db, claim)
+    context.instance.add_run_tags(context.run_id, {"flip/model": claim.model_key})
     context.log.info(f"resuming monitoring of {claim.model_name}: {claim.fl_backend.value} job "
                      f"{claim.backend_job_id} on {claim.net_name}")
     submitted_at = started.timestamp() if started else time.time()

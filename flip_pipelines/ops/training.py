@@ -7,19 +7,20 @@ already has is never bundled, uploaded or submitted a second time (a restarted r
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 
 from flip_pipelines import settings
-from flip_pipelines.db import claims, lifecycle, registry
+from flip_pipelines.assets.training import FL_JOB, MODEL_FILES, MODEL_PARTITIONS, TRAINING_BUNDLE
+from flip_pipelines.db import claims, lifecycle, model_partitions, registry
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
 from flip_pipelines.domain.queue import Claim
 from flip_pipelines.faults import crash_point
 from flip_pipelines.fl_api.client import FLApiNotFoundError
 from flip_pipelines.fl_api.schemas import UploadAppRequest
-from flip_pipelines.ops.errors import op_error
+from flip_pipelines.ops.errors import op_error, training_failure
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import RunHeartbeat
@@ -27,10 +28,12 @@ from flip_pipelines.resources.storage import FlipStorage
 
 
 class TrainModelConfig(dg.Config):
-    """Launch with a model id. ``fl_job_id``: a job the queue sensor already claimed. Otherwise the model's oldest
-    queued job is claimed, or — given ``trusts`` (trust names) — a job is queued and claimed in one step."""
+    """Pick the model as the run's partition (the Launchpad's partition picker), or name it in ``model_id`` (its
+    id or its partition key). ``fl_job_id``: a job the queue sensor already claimed. Otherwise the model's oldest
+    queued job is claimed; with none queued, one is queued for ``trusts`` (trust names; default: every trust
+    approved for the model) and claimed in the same step."""
 
-    model_id: str
+    model_id: str | None = None
     fl_job_id: str | None = None
     net: str | None = None
     trusts: list[str] = []
@@ -56,21 +59,29 @@ class SubmittedJob:
     submitted_at: float
 
 
-def model_asset(claim: Claim, kind: str) -> dg.AssetKey:
-    return dg.AssetKey(["flip", "model", str(claim.model_id), kind])
-
-
 def parse_uuid(text: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise dg.Failure(f"{what} {text!r} is not a UUID", allow_retries=False) from None
+        raise training_failure(f"{what} {text!r} is not a UUID") from None
 
 
-def claim_for_run(config: TrainModelConfig, queue_db: QueueDatabase, storage: FlipStorage) -> Claim:
+def model_of_run(context: dg.OpExecutionContext, config: TrainModelConfig, queue_db: QueueDatabase) -> uuid.UUID:
+    """The model a run trains: ``model_id`` (an id, or a partition key), else the run's partition."""
+    named = config.model_id or (context.partition_key if context.has_partition_key else None)
+    if not named:
+        raise FlipError("no model chosen: pick the model's partition when launching, or set model_id")
+    try:
+        return uuid.UUID(named)
+    except ValueError:
+        with queue_db.session() as session:
+            return model_partitions.model_of_partition(session, named)
+
+
+def claim_for_run(model_id: uuid.UUID, config: TrainModelConfig, queue_db: QueueDatabase,
+                  storage: FlipStorage) -> Claim:
     """The claim this run trains: the sensor's, or one taken now for a Launchpad launch (a model whose files suit
     no backend is refused with every reason, before anything is written)."""
-    model_id = parse_uuid(config.model_id, "model_id")
     if config.fl_job_id:
         with queue_db.session() as session:
             claim = claims.claim_for_job(session, parse_uuid(config.fl_job_id, "fl_job_id"))
@@ -81,11 +92,21 @@ def claim_for_run(config: TrainModelConfig, queue_db: QueueDatabase, storage: Fl
     with queue_db.session() as session:
         refusal = check.refusal(registry.registered_backends(session))
         if refusal:
-            raise FlipError(f"model {model_id} cannot train: {refusal}")
-        if config.trusts:
-            trust_ids = registry.get_trust_ids_by_names(session, config.trusts)
-            return claims.enqueue_and_claim(session, model_id, trust_ids, check.backends, config.net)
-        return claims.claim_queued_job_of_model(session, model_id, check.backends, config.net)
+            raise FlipError(f"model {registry.get_model(session, model_id).name} cannot train: {refusal}")
+        if not config.trusts and claims.has_queued_job(session, model_id):
+            return claims.claim_queued_job_of_model(session, model_id, check.backends, config.net)
+        trust_ids = registry.get_trust_ids_by_names(session, config.trusts or registry.approved_trust_names(
+            session, model_id))
+        return claims.enqueue_and_claim(session, model_id, trust_ids, check.backends, config.net)
+
+
+def with_model_key(context: dg.OpExecutionContext, queue_db: QueueDatabase, claim: Claim) -> Claim:
+    """The claim with its model's partition key, the partition added when the queue sensor has not yet."""
+    with queue_db.session() as session:
+        key = model_partitions.partition_key_of_model(session, claim.model_id)
+    if not context.instance.has_dynamic_partition(MODEL_PARTITIONS.name, key):
+        context.instance.add_dynamic_partitions(MODEL_PARTITIONS.name, [key])
+    return replace(claim, model_key=key)
 
 
 @dg.op(description="Claim (or look up) the net for this training: a free net of a backend the model's files suit.")
@@ -93,14 +114,15 @@ def resolve_backend(context: dg.OpExecutionContext, config: TrainModelConfig, qu
                     storage: FlipStorage, heartbeat: RunHeartbeat) -> Claim:
     """``heartbeat`` beats from here to the end of the run (resources live as long as an in-process run)."""
     try:
-        claim = claim_for_run(config, queue_db, storage)
+        model_id = model_of_run(context, config, queue_db)
+        claim = with_model_key(context, queue_db, claim_for_run(model_id, config, queue_db, storage))
     except FlipError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
+        raise training_failure(str(exc)) from None
     except Exception as exc:
-        raise op_error(context, exc, f"checking model {config.model_id}") from exc
+        raise op_error(context, exc, f"checking model {config.model_id or context.partition_key}") from exc
     context.instance.add_run_tags(context.run_id, {
         "flip/net": claim.net_name, "flip/model_id": str(claim.model_id), "flip/fl_job_id": str(claim.fl_job_id),
-        "flip/model": claim.model_name,
+        "flip/model": claim.model_key,
     })
     context.log.info(
         f"{claim.model_name} (fl_job {claim.fl_job_id}) trains on net {claim.net_name} ({claim.fl_backend.value}) "
@@ -124,10 +146,10 @@ def validate_clients(context: dg.OpExecutionContext, claim: Claim, fl_api: FLApi
         with fl_api.client(claim.endpoint, net=claim.net_name) as client:
             statuses = {c.name: c for c in client.check_client_status()}
     except Exception as exc:
-        raise op_error(context, exc, f"fetching client statuses from {claim.net_name}") from exc
+        raise op_error(context, exc, f"fetching client statuses from {claim.net_name}", claim) from exc
     missing = [s for s in claim.slot_names if s not in statuses or not statuses[s].online]
     if missing and claim.fl_backend == FLBackend.NVFLARE:
-        raise dg.Failure(f"Clients unavailable: {', '.join(missing)}", allow_retries=False)
+        raise training_failure(f"Clients unavailable: {', '.join(missing)}", claim)
     if missing:
         context.log.warning(f"clients not connected (Flower waits for them): {', '.join(missing)}")
     else:
@@ -144,14 +166,15 @@ def bundle(context: dg.OpExecutionContext, claim: Claim, storage: FlipStorage) -
         layout = settings.net_options(claim.net_name).nvflare_layout
         result = store.bundle(str(claim.model_id), claim.fl_backend, layout)
     except Exception as exc:
-        raise op_error(context, exc, f"bundling {claim.model_name}") from exc
+        raise op_error(context, exc, f"bundling {claim.model_key}", claim) from exc
     files = sorted(({"file": s.dest, "from": s.origin, "source": s.source} for s in result.plan.steps),
                    key=lambda row: row["file"])
-    context.log_event(dg.AssetObservation(asset_key=model_asset(claim, "files"), metadata={
-        "bucket": storage.model_bucket, "files": len({s.source for s in result.plan.steps if s.origin == "model"}),
+    context.log_event(dg.AssetObservation(asset_key=MODEL_FILES.key, partition=claim.model_key, metadata={
+        "model_id": str(claim.model_id), "location": f"s3://{storage.model_bucket}/{claim.model_id}/",
+        "files": len({s.source for s in result.plan.steps if s.origin == "model"}),
     }))
     context.log_event(dg.AssetMaterialization(
-        asset_key=model_asset(claim, "bundle"),
+        asset_key=TRAINING_BUNDLE.key, partition=claim.model_key,
         description=result.plan.summary(),
         metadata={
             "model": claim.model_name, "backend": claim.fl_backend.value, "job_type": result.plan.job_type.value,
@@ -183,8 +206,7 @@ def raise_if_aborted(queue_db: QueueDatabase, claim: Claim) -> None:
     with queue_db.session() as session:
         status = lifecycle.get_job(session, claim.fl_job_id).status
     if status.value != "IN_PROGRESS":
-        raise dg.Failure(f"fl_job {claim.fl_job_id} was aborted ({status.value}) before submission",
-                         allow_retries=False)
+        raise training_failure(f"the training was aborted ({status.value}) before its submission", claim)
 
 
 @dg.op(description="Upload the application to the net's FL API and submit it exactly once (fl_job id as token).")
@@ -207,16 +229,16 @@ def submit(context: dg.OpExecutionContext, claim: Claim, bundle_urls: PresignedB
     except dg.Failure:
         raise
     except Exception as exc:
-        raise op_error(context, exc, f"submitting {claim.model_name} to {claim.net_name}") from exc
+        raise op_error(context, exc, f"submitting {claim.model_key} to {claim.net_name}", claim) from exc
     crash_point("after_submit", str(claim.model_id))
     try:
         with queue_db.session() as session:
             lifecycle.record_submission(session, claim.fl_job_id, backend_job_id, claim.net_name)
     except lifecycle.JobNotRunningError as exc:
         _abort_quietly(fl_api, claim, backend_job_id)
-        raise dg.Failure(f"{exc}: FL job {backend_job_id} aborted", allow_retries=False) from exc
+        raise training_failure(f"{exc}: FL job {backend_job_id} aborted", claim) from None
     context.log.info(f"submitted as {claim.fl_backend.value} job {backend_job_id}")
-    context.log_event(dg.AssetMaterialization(asset_key=model_asset(claim, "fl_job"), metadata={
+    context.log_event(dg.AssetMaterialization(asset_key=FL_JOB.key, partition=claim.model_key, metadata={
         "model": claim.model_name, "net": claim.net_name, "backend": claim.fl_backend.value,
         "backend_job_id": backend_job_id, "fl_job_id": str(claim.fl_job_id), "trusts": ", ".join(claim.trust_names),
         "fl_clients": ", ".join(claim.slot_names),

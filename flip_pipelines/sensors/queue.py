@@ -5,7 +5,8 @@ import uuid
 
 import dagster as dg
 
-from flip_pipelines.db import claims, lifecycle, registry, site_config
+from flip_pipelines.assets.training import MODEL_PARTITIONS
+from flip_pipelines.db import claims, lifecycle, model_partitions, registry, site_config
 from flip_pipelines.domain.model_check import ModelCheck
 from flip_pipelines.domain.retry import is_transient
 from flip_pipelines.jobs.training import train_model
@@ -18,6 +19,19 @@ CHECK_BUDGET_SECONDS = 20.0  # S3 checks per tick stop here, well inside Dagster
 def run_tags(net: str, model_id: uuid.UUID, fl_job_id: uuid.UUID, model_name: str) -> dict[str, str]:
     return {"flip/net": net, "flip/model_id": str(model_id), "flip/fl_job_id": str(fl_job_id),
             "flip/model": model_name}
+
+
+def new_partitions(context: dg.SensorEvaluationContext, keys: dict[uuid.UUID, str]
+                   ) -> list[dg.AddDynamicPartitionsRequest]:
+    """Every registered model as a partition of the training assets, so it can be picked in the UI — also models
+    registered outside this hub's CLI (FLIP's UI writes the same table)."""
+    known = set(context.instance.get_dynamic_partitions(MODEL_PARTITIONS.name))
+    missing = sorted(set(keys.values()) - known)
+    return [MODEL_PARTITIONS.build_add_request(missing)] if missing else []
+
+
+def skipped(context: dg.SensorEvaluationContext, keys: dict[uuid.UUID, str], reason: str) -> dg.SensorResult:
+    return dg.SensorResult(skip_reason=reason, dynamic_partitions_requests=new_partitions(context, keys))
 
 
 def check_models(storage: FlipStorage, model_ids: list[uuid.UUID], log: dg.DagsterLogManager
@@ -53,14 +67,15 @@ def check_models(storage: FlipStorage, model_ids: list[uuid.UUID], log: dg.Dagst
 def training_queue_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDatabase,
                           storage: FlipStorage) -> dg.SensorResult:
     with queue_db.session() as session:
+        keys = model_partitions.partition_keys_of_models(session)
         if site_config.deployment_mode(session):
-            return dg.SensorResult(skip_reason="the hub is in deployment mode: scheduling paused")
+            return skipped(context, keys, "the hub is in deployment mode: scheduling paused")
         free = claims.free_net_count(session)
         waiting = claims.queued_models(session) if free else []
     if not free:
-        return dg.SensorResult(skip_reason="every net is busy")
+        return skipped(context, keys, "every net is busy")
     if not waiting:
-        return dg.SensorResult(skip_reason="no queued job")
+        return skipped(context, keys, "no queued job")
     checks = check_models(storage, waiting, context.log)
     with queue_db.session() as session:
         registered = registry.registered_backends(session)
@@ -72,14 +87,16 @@ def training_queue_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDa
         taken = claims.claim_available_nets(session, {m: c.backends for m, c in checks.items()}, sum(free.values()))
         if taken:
             lifecycle.log_queue_positions(session)
+            keys = model_partitions.partition_keys_of_models(session)  # a model may be newer than the tick
     if not taken:
-        return dg.SensorResult(skip_reason="no queued job suits a free net")
-    return dg.SensorResult(run_requests=[
+        return skipped(context, keys, "no queued job suits a free net")
+    return dg.SensorResult(dynamic_partitions_requests=new_partitions(context, keys), run_requests=[
         dg.RunRequest(
             run_key=f"fl_job:{c.fl_job_id}",
             run_config={"ops": {"resolve_backend": {"config": {
                 "model_id": str(c.model_id), "fl_job_id": str(c.fl_job_id), "net": c.net_name}}}},
-            tags=run_tags(c.net_name, c.model_id, c.fl_job_id, c.model_name),
+            tags=run_tags(c.net_name, c.model_id, c.fl_job_id, keys[c.model_id]),
+            partition_key=keys[c.model_id],
         )
         for c in taken
     ])

@@ -206,11 +206,16 @@ def test_a_busy_hub_trains_in_fifo_order_per_net_and_both_nets_at_once(stack: St
             assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
             assert f"{model_id}/{job.id}.zip" in list_keys(s3_server.client(), stack.buckets["results"],
                                                            f"{model_id}/")
-    assets = stack.graphql('{ assetsOrError { ... on AssetConnection { nodes { key { path } } } } }')
-    paths = {tuple(n["key"]["path"]) for n in assets["assetsOrError"]["nodes"]}
-    for model_id in [*nvflare, flower]:
-        for kind in ("bundle", "fl_job", "global_model"):
-            assert ("flip", "model", str(model_id), kind) in paths
+        names = {session.get(Model, model_id).name for model_id in [*nvflare, flower]}
+    lineage = stack.graphql('{ assetNodes { assetKey { path } dependencyKeys { path } } }')["assetNodes"]
+    edges = {"/".join(n["assetKey"]["path"]): ["/".join(d["path"]) for d in n["dependencyKeys"]] for n in lineage}
+    assert edges["flip/global_model"] == ["flip/fl_job"] and edges["flip/fl_job"] == ["flip/training_bundle"]
+    assert edges["flip/training_bundle"] == ["flip/model_files"]
+    for kind in ("training_bundle", "fl_job", "global_model"):
+        events = stack.graphql('query($path: [String!]!) { assetOrError(assetKey: {path: $path}) { ... on Asset '
+                               '{ assetMaterializations(limit: 20) { partition } } } }', {"path": ["flip", kind]})
+        partitions = {m["partition"] for m in events["assetOrError"]["assetMaterializations"]}
+        assert partitions == names, (kind, partitions)
     wait_until(lambda: _nets_free(stack), timeout=30, what="both nets to be free")
 
 

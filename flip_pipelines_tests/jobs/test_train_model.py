@@ -112,10 +112,18 @@ def test_launchpad_run_trains_to_completion(
                          instance.all_logs(result.run_id))
     assert result.output_for_node("monitor") == "FINISHED"
     assert tags["flip/net"] == "net-1" and tags["flip/model_id"] == str(model_id) and HEARTBEAT_TAG in tags
-    assert tags["flip/model"].startswith("m-")
-    kinds = [m.asset_key.path[-1] for m in result.get_asset_materialization_events() for m in
-             [m.event_specific_data.materialization]]
-    assert kinds == ["bundle", "fl_job", "global_model"]
+    with hub.session() as session:
+        model_name = session.get(Model, model_id).name
+    assert tags["flip/model"] == model_name
+    materializations = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    assert [(m.asset_key.path[-1], m.partition) for m in materializations] == [
+        ("training_bundle", model_name), ("fl_job", model_name), ("global_model", model_name)]
+    global_model = materializations[-1].metadata
+    assert global_model["rounds"].value == 1 and global_model["metrics"].value.records
+    assert all(name in global_model for name in ("trusts", "backend", "final_train_loss"))
+    check = next(e.event_specific_data for e in result.all_events
+                 if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert check.passed and check.partition == model_name, check.description
     assert "X-Amz-Signature" not in logs and api.token not in logs
     with hub.session() as session:
         job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).one()
@@ -219,7 +227,10 @@ def test_nvflare_client_validation_is_strict_and_names_missing_clients(
         )
         failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
         assert failure.step_key == "validate_clients"
-        assert failure.event_specific_data.user_failure_data.description == "Clients unavailable: site-3"
+        failure_data = failure.event_specific_data.user_failure_data
+        assert failure_data.description == "Clients unavailable: site-3"
+        assert {k: v.value for k, v in failure_data.metadata.items() if k in ("net", "backend", "trusts")} == {
+            "net": "net-1", "backend": "nvflare", "trusts": "Trust_1, Trust_3"}
         training_failure_sensor(dg.build_run_status_sensor_context(
             sensor_name="training_failure_sensor", dagster_instance=instance, dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(), resources={"queue_db": QueueDatabase(url=hub.url)},

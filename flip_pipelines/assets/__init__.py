@@ -1,0 +1,1 @@
+"""The training's declared assets: lineage a person can read in the Dagster UI, one partition per model."""
