@@ -79,6 +79,24 @@ class RunLogs(BaseModel):
     truncated: bool = False
 
 
+class RoundMetric(BaseModel):
+    """One ``GET /job_metrics/{job_id}`` point: the value of metric ``label`` that FL client ``client`` reported in
+    global round ``round`` (counted from 1 on every backend). FLIP's hub stores the same as ``fl_metrics`` rows."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    round: int
+    client: str
+    label: str
+    value: float
+
+
+def unknown_job_detail(job_id: str) -> str:
+    """The 404 detail ``/job_metrics`` gives for a job the FL server does not know. The client tells it apart from
+    the 404 of an FL API that has no such route (FLIP's), which means "no metrics to offer", not "no such job"."""
+    return f"unknown job {job_id}"
+
+
 class ErrorResponse(BaseModel):
     detail: str
 
