@@ -2,6 +2,9 @@
 
 The site comes from the SuperNode's node config (``site-name``). ``FAIL_ON_SITE`` in config.json makes that
 site raise, to show that a client error fails the whole run.
+
+Train replies report the received global model's ``val_loss``/``val_accuracy`` on the site's validation split and
+``train_loss`` after local training: the names NVFlare's demo reports, so both backends chart the same metrics.
 """
 
 import json
@@ -26,6 +29,10 @@ def _weights(msg: Message) -> dict:
     return {"w": np.array(w, dtype=float), "b": np.array(b, dtype=float)}
 
 
+def _accuracy(weights: dict, x, y) -> float:
+    return float(np.mean((models.predict(weights, x) > 0.5) == (y > 0.5)))
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     site = _site(context)
@@ -33,7 +40,7 @@ def train(msg: Message, context: Context) -> Message:
         raise RuntimeError(f"deliberate failure on {site}")
     weights = _weights(msg)
     x_val, y_val = models.load_site_data(site, CONFIG, "validation")
-    val_loss = models.log_loss(weights, x_val, y_val)
+    val_loss, val_accuracy = models.log_loss(weights, x_val, y_val), _accuracy(weights, x_val, y_val)
     x, y = models.load_site_data(site, CONFIG, "train")
     rate, steps = float(CONFIG.get("LEARNING_RATE", 0.2)), int(CONFIG.get("LOCAL_STEPS", 10))
     pause = float(CONFIG.get("STEP_SLEEP_SECONDS", 0))
@@ -43,7 +50,8 @@ def train(msg: Message, context: Context) -> Message:
         error = models.predict(weights, x) - y
         weights["w"] -= rate * x.T @ error / len(y)
         weights["b"] -= rate * np.array([error.mean()])
-    metrics = {"num-examples": len(y), "loss": models.log_loss(weights, x, y), "val_loss": val_loss}
+    metrics = {"num-examples": len(y), "train_loss": models.log_loss(weights, x, y), "val_loss": val_loss,
+               "val_accuracy": val_accuracy}
     reply = RecordDict({"arrays": ArrayRecord([weights["w"], weights["b"]]), "metrics": MetricRecord(metrics)})
     return Message(reply, reply_to=msg)
 
@@ -52,8 +60,8 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     weights = _weights(msg)
     x, y = models.load_site_data(_site(context), CONFIG, "validation")
-    accuracy = float(np.mean((models.predict(weights, x) > 0.5) == (y > 0.5)))
-    metrics = {"num-examples": len(y), "val_loss": models.log_loss(weights, x, y), "val_accuracy": accuracy}
+    metrics = {"num-examples": len(y), "val_loss": models.log_loss(weights, x, y),
+               "val_accuracy": _accuracy(weights, x, y)}
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
