@@ -209,7 +209,8 @@ def nvflare_fl_api(
     running = start_fl_api(
         "nvflare",
         tmp_path_factory.mktemp("fl-api-nvflare"),
-        {"FLIP_NVFLARE_ADMIN_KIT": str(nvflare_deployment.admin_kit)},
+        {"FLIP_NVFLARE_ADMIN_KIT": str(nvflare_deployment.admin_kit),
+         "FLIP_NVFLARE_SERVER_WORKSPACE": str(nvflare_deployment.server_workspace)},
         ["--allowed-origin", s3_server.endpoint_url],
     )
     try:

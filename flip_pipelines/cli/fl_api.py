@@ -35,6 +35,11 @@ def _default_origins() -> tuple[str, ...]:
               default=None, help="NVFlare: the admin startup kit folder. Env: FLIP_NVFLARE_ADMIN_KIT.")
 @click.option("--admin-user", envvar="FLIP_NVFLARE_ADMIN_USER", default="admin@nvidia.com", show_default=True,
               help="NVFlare: the admin user name. Env: FLIP_NVFLARE_ADMIN_USER.")
+@click.option("--server-workspace", type=click.Path(file_okay=False, path_type=Path),
+              envvar="FLIP_NVFLARE_SERVER_WORKSPACE", default=None,
+              help="NVFlare: the server's workspace (its kit folder, where run folders appear), for live per-round "
+                   "metrics of running jobs; without it they appear when the job ends. "
+                   "Env: FLIP_NVFLARE_SERVER_WORKSPACE.")
 @click.option("--superlink", envvar="FLIP_FLOWER_SUPERLINK", default="127.0.0.1:9091", show_default=True,
               help="Flower: the SuperLink address (host:port). Env: FLIP_FLOWER_SUPERLINK.")
 @click.option("--node-names", type=click.Path(dir_okay=False, path_type=Path), envvar="FLIP_FLOWER_NODE_NAMES",
@@ -44,7 +49,8 @@ def _default_origins() -> tuple[str, ...]:
 @click.option("--default-rounds", type=int, default=1, show_default=True,
               help="Rounds used when a model's config.json sets none.")
 def fl_api_serve(backend: str, host: str, port: int, token: str, upload_dir: Path | None,
-                 allowed_origins: tuple[str, ...], admin_kit: Path | None, admin_user: str, superlink: str,
+                 allowed_origins: tuple[str, ...], admin_kit: Path | None, admin_user: str,
+                 server_workspace: Path | None, superlink: str,
                  node_names: Path | None, stall_seconds: float, default_rounds: int) -> None:
     """Serve the FL API for one net on HOST:PORT until interrupted."""
     import uvicorn
@@ -66,7 +72,8 @@ def fl_api_serve(backend: str, host: str, port: int, token: str, upload_dir: Pat
         from flip_pipelines.fl_api.backends.nvflare import NVFlareBackend
 
         service_backend = NVFlareBackend(admin_kit=admin_kit, username=admin_user, upload_dir=upload_dir,
-                                         allowed_origins=origins, default_rounds=default_rounds)
+                                         allowed_origins=origins, default_rounds=default_rounds,
+                                         server_workspace=server_workspace)
     else:
         from flip_pipelines.fl_api.backends.flower import FlowerBackend
 

@@ -28,10 +28,12 @@ from flip_pipelines.fl_api.schemas import (
     Health,
     JobMetadata,
     RegisterNodeRequest,
+    RoundMetric,
     RunLogs,
     ServerStatus,
     UploadAppRequest,
     UploadAppResponse,
+    unknown_job_detail,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class FLBackend(Protocol):
     def client_status(self) -> list[ClientStatusItem]: ...
     def download_job(self, job_id: str, destination: Path) -> Path: ...
     def run_logs(self, run_id: str) -> RunLogs: ...
+    def job_metrics(self, job_id: str) -> list[RoundMetric]: ...
     def close(self) -> None: ...
 
 
@@ -149,6 +152,17 @@ def create_app(backend: FLBackend, token: str) -> FastAPI:
     @app.get("/run_logs/{run_id}", dependencies=secured)
     def run_logs(run_id: str) -> RunLogs:
         return backend.run_logs(run_id)
+
+    @app.get("/job_metrics/{job_id}", dependencies=secured)
+    def job_metrics(job_id: str) -> list[RoundMetric]:
+        """Per-round, per-client metrics of a running or finished job so far (``[]`` before a round ends).
+
+        An unknown job is a 404 with ``unknown_job_detail``: the client tells it apart from an FL API without
+        this route."""
+        try:
+            return backend.job_metrics(job_id)
+        except JobNotFoundError:
+            raise JobNotFoundError(unknown_job_detail(job_id)) from None
 
     return app
 

@@ -46,6 +46,11 @@ class LocalNVFlare:
         return self.prod / ADMIN_USER
 
     @property
+    def server_workspace(self) -> Path:
+        """The server's workspace (``server_train -m``): a running job's files are in ``<this>/<job id>/``."""
+        return self.prod / "server"
+
+    @property
     def site_names(self) -> list[str]:
         return [f"site-{i}" for i in range(1, self.sites + 1)]
 

@@ -73,7 +73,8 @@ class LocalStack:
         self.nvflare.start()
         self.flower = LocalFlower(workdir=self.data_dir / "flower", port=free_port(), nodes=2)
         self.flower.start()
-        nvflare_url = self._fl_api("nvflare", ["--admin-kit", str(self.nvflare.admin_kit)])
+        nvflare_url = self._fl_api("nvflare", ["--admin-kit", str(self.nvflare.admin_kit),
+                                               "--server-workspace", str(self.nvflare.server_workspace)])
         flower_url = self._fl_api("flower", ["--superlink", self.flower.address,
                                              "--node-names", str(self.flower.node_names_file)])
         self.log(f"nets:            net-nvflare {nvflare_url}, net-flower {flower_url} (sites site-1, site-2)")

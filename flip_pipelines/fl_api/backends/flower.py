@@ -8,6 +8,10 @@ the final global model to a path this service chose, which is why the service ru
 A watchdog stops runs that wait for SuperNodes longer than ``stall_seconds`` (a dead node makes Flower wait
 forever) and reports them FAILED with the reason. Submissions, tokens and such failures are kept in
 ``<upload dir>/.runs.json`` so a restarted service still knows them.
+
+Each run gets a results folder, ``output-path`` (the final model) is ``global_model.npz`` in it, and the ServerApp
+appends every client's metrics per round to ``round_metrics.jsonl`` next to it while the run is live; the service
+reads that file for ``/job_metrics``, naming nodes by site, and puts it in the run's result.
 """
 
 import json
@@ -33,11 +37,13 @@ from flip_pipelines.fl_api.errors import (
     ConflictingRequestError,
     JobNotFoundError,
 )
+from flip_pipelines.fl_api.metrics import METRICS_FILE, parse_round_metrics, rename_clients
 from flip_pipelines.fl_api.model_config import validate_model_config
 from flip_pipelines.fl_api.schemas import (
     AbortResponse,
     ClientStatusItem,
     JobMetadata,
+    RoundMetric,
     RunLogs,
     ServerStatus,
     UploadAppRequest,
@@ -174,7 +180,8 @@ class FlowerBackend:
             if submit_token and submit_token in self._index["tokens"]:
                 return self._index["tokens"][submit_token]
             settings = json.loads(settings_file.read_text())
-            output = self.results_dir / model_id / f"{uuid.uuid4().hex}.npz"
+            # the ServerApp writes the model to output-path and its metrics to METRICS_FILE beside it
+            output = self.results_dir / model_id / uuid.uuid4().hex / "global_model.npz"
             output.parent.mkdir(parents=True, exist_ok=True)
             files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*")
                      if p.is_file() and p.name != RUN_SETTINGS}
@@ -194,7 +201,8 @@ class FlowerBackend:
             except httpx.HTTPStatusError as exc:
                 raise ConflictingRequestError(f"the SuperLink refused the run: {exc.response.text[:300]}") from None
             self._index["runs"][run_id] = {
-                "model_id": model_id, "output": str(output), "min_nodes": len(settings["trusts"]),
+                "model_id": model_id, "output": str(output), "metrics": str(output.parent / METRICS_FILE),
+                "min_nodes": len(settings["trusts"]),
                 "trusts": settings["trusts"], "failure": None,
             }
             if submit_token:
@@ -254,6 +262,10 @@ class FlowerBackend:
         if self.node_names_file and self.node_names_file.exists():
             names.update({int(k): v for k, v in json.loads(self.node_names_file.read_text()).items()})
         return names
+
+    def _client_names(self) -> dict[str, str]:
+        """How the ServerApp names clients (``node-<id>``, as ``client_status`` names unnamed nodes) → site."""
+        return {f"node-{node_id}": name for node_id, name in self._node_names().items()}
 
     def client_status(self) -> list[ClientStatusItem]:
         try:
@@ -319,8 +331,21 @@ class FlowerBackend:
         text = ANSI.sub("", self.control.logs(int(run_id), wait_seconds=10.0 if finished else 2.0))
         return RunLogs(run_id=run_id, log=text[-LOG_TAIL_CHARS:], truncated=len(text) > LOG_TAIL_CHARS)
 
+    def _metrics_text(self, job_id: str) -> str:
+        record = self._index["runs"].get(job_id) or {}
+        try:
+            return Path(record["metrics"]).read_text(errors="replace") if record.get("metrics") else ""
+        except FileNotFoundError:  # the ServerApp has not started yet
+            return ""
+
+    def job_metrics(self, job_id: str) -> list[RoundMetric]:
+        """Metrics so far, from the file the ServerApp appends to after each round (``[]`` for runs not ours)."""
+        self._run(job_id)  # 404 for an unknown run
+        return parse_round_metrics(self._metrics_text(job_id), client_names=self._client_names())
+
     def download_job(self, job_id: str, destination: Path) -> Path:
-        """The final global model (``global_model.npz``), the run settings and the ServerApp log, as a zip."""
+        """The final global model (``global_model.npz``), the run settings, the ServerApp log and the per-round
+        metrics (``metrics/round_metrics.jsonl``, clients named by site), as a zip."""
         run = self._run(job_id)
         if normalise_flower_status(run.status) != FLJobStatus.FINISHED:
             raise ConflictingRequestError(f"run {job_id} has not finished successfully ({run.status})")
@@ -332,6 +357,7 @@ class FlowerBackend:
             out.write(record["output"], "global_model.npz")
             out.writestr(RUN_SETTINGS, json.dumps({"run_id": job_id, **record}, indent=2))
             out.writestr("server_app.log", self.run_logs(job_id).log)
+            out.writestr(f"metrics/{METRICS_FILE}", rename_clients(self._metrics_text(job_id), self._client_names()))
         return archive
 
     def close(self) -> None:

@@ -4,10 +4,17 @@ One admin session per service, used by one call at a time. A call that fails bec
 (``NoConnection``, ``SessionClosed``, ``SessionExpired`` — e.g. the FL server restarted, FLIP #1035) drops the
 session and is retried once on a new one; if the server is still down the caller gets 503 and the next call
 tries again, so the service recovers by itself once the server is back.
+
+Live metrics: the server's aggregator appends to ``<server workspace>/<job id>/metrics/round_metrics.jsonl``
+while the job runs. The FLARE API cannot read a running job's files, so the service reads that file directly when
+given the server's workspace (the folder ``server_train -m`` points at; the service runs beside the server). When
+the job ends NVFlare archives the run folder into its job store and deletes it, so a finished job's metrics come
+from its downloaded result instead (and are cached: they no longer change).
 """
 
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -30,10 +37,12 @@ from flip_pipelines.fl_api.errors import (
     ConflictingRequestError,
     JobNotFoundError,
 )
+from flip_pipelines.fl_api.metrics import METRICS_FILE, parse_round_metrics
 from flip_pipelines.fl_api.schemas import (
     AbortResponse,
     ClientStatusItem,
     JobMetadata,
+    RoundMetric,
     RunLogs,
     ServerStatus,
     UploadAppRequest,
@@ -45,6 +54,9 @@ T = TypeVar("T")
 
 SESSION_LOST = (api_spec.NoConnection, api_spec.SessionClosed, ConnectionError)
 LOG_TAIL_CHARS = 64_000
+SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # NVFlare job ids are uuids
+NVFLARE_FIRST_ROUND = 0  # ScatterAndGather's start_round in the base apps
+FINISHED_METRICS_CACHED = 256
 
 
 class NVFlareBackend:
@@ -60,8 +72,10 @@ class NVFlareBackend:
         connect_timeout: float = 10.0,
         download_timeout: float = 60.0,
         default_rounds: int = 1,
+        server_workspace: Path | None = None,
     ) -> None:
         self.admin_kit = admin_kit.resolve()
+        self.server_workspace = server_workspace.resolve() if server_workspace else None
         self.username = username
         self.upload_dir = upload_dir.resolve()
         self.upload_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +87,7 @@ class NVFlareBackend:
         self._lock = threading.RLock()
         self._upload_locks: dict[str, threading.Lock] = {}
         self._known_clients: dict[str, float | None] = {}
+        self._finished_metrics: dict[str, list[RoundMetric]] = {}
 
     # --- the session --------------------------------------------------------------------------------------
 
@@ -233,6 +248,46 @@ class NVFlareBackend:
                 raise JobNotFoundError(f"job {job_id} not found") from None
             archive = shutil.make_archive(str(destination / job_id), "zip", root_dir=folder)
         return Path(archive)
+
+    def job_metrics(self, job_id: str) -> list[RoundMetric]:
+        """Metrics so far: the live file of a running job (``[]`` without a server workspace), a finished job's
+        from its result."""
+        if not SAFE_JOB_ID.match(job_id):
+            raise JobNotFoundError(f"job {job_id} not found")
+        if job_id in self._finished_metrics:
+            return self._finished_metrics[job_id]
+        if not self._finished(job_id):
+            live = self._live_metrics(job_id)
+            if live is not None:
+                return parse_round_metrics(live, first_round=NVFLARE_FIRST_ROUND)
+            if not self._finished(job_id):  # no run folder: not started yet, or archived since we asked
+                return []
+        with tempfile.TemporaryDirectory(prefix="flip-metrics-") as tmp:
+            try:
+                folder = Path(self.call(lambda s: s.download_job_result(job_id, destination=tmp)))
+            except api_spec.JobNotFound:
+                raise JobNotFoundError(f"job {job_id} not found") from None
+            found = sorted(folder.rglob(METRICS_FILE))
+            text = found[0].read_text(errors="replace") if found else ""
+        points = parse_round_metrics(text, first_round=NVFLARE_FIRST_ROUND)
+        with self._lock:
+            if len(self._finished_metrics) >= FINISHED_METRICS_CACHED:
+                self._finished_metrics.pop(next(iter(self._finished_metrics)))
+            self._finished_metrics[job_id] = points
+        return points
+
+    def _finished(self, job_id: str) -> bool:
+        return str(self._job_meta(job_id).get("status", "")).startswith("FINISHED")
+
+    def _live_metrics(self, job_id: str) -> str | None:
+        """The running job's metrics file ("" before its first result), or None when its run folder is absent."""
+        if self.server_workspace is None:
+            return ""
+        run_dir = self.server_workspace / job_id
+        try:
+            return (run_dir / "metrics" / METRICS_FILE).read_text(errors="replace")
+        except FileNotFoundError:
+            return "" if run_dir.is_dir() else None
 
     def run_logs(self, run_id: str) -> RunLogs:
         """The server log of a finished job (its tail, if long)."""
