@@ -18,19 +18,24 @@ from flip_pipelines.fl_api.schemas import (
     ClientStatusItem,
     Health,
     JobMetadata,
+    RoundMetric,
     RunLogs,
     ServerStatus,
     UploadAppRequest,
     UploadAppResponse,
+    unknown_job_detail,
 )
 
 M = TypeVar("M")
 
 
 class FLApiError(FlipError):
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    """``detail`` is the error body's ``detail`` (redacted), for callers that branch on the server's answer."""
+
+    def __init__(self, message: str, status_code: int | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.detail = detail
 
 
 class FLApiUnavailableError(FLApiError, TransientError):
@@ -123,6 +128,24 @@ class FLApiClient:
         path = f"/run_logs/{run_id}"
         return self._parse(self._request("GET", path), RunLogs, path)
 
+    def job_metrics(self, job_id: str) -> list[RoundMetric]:
+        """Per-round, per-client metrics the job has reported so far (``[]`` before its first round ends).
+
+        FLIP's own FL APIs have no ``/job_metrics`` route: their 405, or a 404 whose detail is not this contract's
+        unknown-job answer (``unknown_job_detail``), gives ``[]`` — such a net simply offers no live metrics, as
+        FLIP's ``fetch_run_logs`` treats NVFlare's missing ``/run_logs``. An unknown job on an FL API that has the
+        route raises ``FLApiNotFoundError``.
+        """
+        path = f"/job_metrics/{job_id}"
+        try:
+            response = self._request("GET", path)
+        except FLApiRequestError as exc:
+            route_missing = exc.status_code == 404 and exc.detail != unknown_job_detail(job_id)
+            if exc.status_code == 405 or route_missing:
+                return []
+            raise
+        return self._parse(response, list[RoundMetric], path)
+
     def download_job(self, job_id: str, destination: Path) -> Path:
         """Stream the job's result zip to ``destination`` (a file path)."""
         path = f"/download_job/{job_id}"
@@ -149,7 +172,7 @@ class FLApiClient:
         if isinstance(raw, list):  # FastAPI's 422: one item per invalid field
             raw = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', e)}" if isinstance(e, dict)
                             else str(e) for e in raw)
-        detail = str(raw)
+        detail = redact_text(str(raw))
         message = redact_text(f"{method} {path} → HTTP {response.status_code}: {detail}")
         kind: type[FLApiError] = FLApiRequestError
         if response.status_code == 404:
@@ -158,5 +181,5 @@ class FLApiClient:
             kind = FLApiUnavailableError
         elif response.status_code >= 500:
             kind = FLApiError
-        raise kind(message, response.status_code)
+        raise kind(message, response.status_code, detail)
 

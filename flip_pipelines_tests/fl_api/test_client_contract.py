@@ -14,6 +14,7 @@ from flip_pipelines.fl_api.client import (
     FLApiNotFoundError,
     FLApiUnavailableError,
 )
+from flip_pipelines.fl_api.schemas import RoundMetric
 from flip_pipelines.local.processes import free_port
 
 RESPONSES: dict[tuple[str, str], tuple[int, object]] = {
@@ -25,6 +26,13 @@ RESPONSES: dict[tuple[str, str], tuple[int, object]] = {
     ("DELETE", "/abort_job/zzz"): (404, {"detail": "job zzz not found"}),
     ("GET", "/run_logs/1"): (500, "<html>Internal Server Error</html>"),
     ("GET", "/health"): (200, "not json at all"),
+    # /job_metrics: FLIP's FL APIs have no such route (FastAPI answers 404 "Not Found", or 405 where a path matches)
+    ("GET", "/job_metrics/on-flip-nvflare"): (404, {"detail": "Not Found"}),
+    ("GET", "/job_metrics/on-flip-flower"): (405, {"detail": "Method Not Allowed"}),
+    ("GET", "/job_metrics/gone"): (404, {"detail": "unknown job gone"}),  # ours: the job does not exist
+    ("GET", "/job_metrics/broken"): (500, {"detail": "internal error (KeyError)"}),
+    ("GET", "/job_metrics/misshapen"): (200, [{"round": "first", "client": "site-1", "label": "x", "value": 1}]),
+    ("GET", "/job_metrics/fine"): (200, [{"round": 1, "client": "site-1", "label": "val_loss", "value": 0.5}]),
 }
 
 
@@ -85,3 +93,18 @@ def test_errors_are_classified_for_retries(misbehaving_server: str) -> None:
     nobody = FLApiClient(f"http://127.0.0.1:{free_port()}", "token-token-token-token", timeout=2)
     with nobody, pytest.raises(FLApiUnavailableError, match="unreachable"):
         nobody.list_jobs()
+
+
+def test_job_metrics_where_the_route_is_missing_is_empty_and_other_errors_raise(misbehaving_server: str) -> None:
+    with FLApiClient(misbehaving_server, "token-token-token-token") as client:
+        assert client.job_metrics("on-flip-nvflare") == []
+        assert client.job_metrics("on-flip-flower") == []
+        assert client.job_metrics("unrouted") == []  # any 404 but our unknown-job answer means "no such route"
+        with pytest.raises(FLApiNotFoundError, match="unknown job gone"):
+            client.job_metrics("gone")
+        with pytest.raises(FLApiError) as server_error:
+            client.job_metrics("broken")
+        assert server_error.value.status_code == 500
+        with pytest.raises(FLApiContractError, match="/job_metrics/misshapen"):
+            client.job_metrics("misshapen")
+        assert client.job_metrics("fine") == [RoundMetric(round=1, client="site-1", label="val_loss", value=0.5)]
