@@ -153,12 +153,19 @@ def test_queue_sensor_claims_a_net_each_model_suits_and_retires_what_suits_none(
             result = training_queue_sensor(context)
         assert [r.run_key for r in result.run_requests] == [f"fl_job:{jobs[0]}", f"fl_job:{jobs[3]}"]
         assert [r.tags["flip/net"] for r in result.run_requests] == ["net-a", "net-b"]
-        for run_request in result.run_requests:
+        with hub.session() as session:
+            names = {m: session.get(Model, m).name for m in models}
+        for run_request, model_id in zip(result.run_requests, [models[0], models[3]], strict=True):
             assert dg.validate_run_config(train_model, run_request.run_config)
             assert run_request.tags["flip/fl_job_id"] in run_request.run_key
+            assert run_request.partition_key == run_request.tags["flip/model"] == names[model_id]
+        added = [key for request in result.dynamic_partitions_requests for key in request.partition_keys]
+        assert sorted(added) == sorted(names.values()), "every registered model becomes a partition to pick"
+        instance.add_dynamic_partitions("flip_models", added)
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             again = training_queue_sensor(context)
         assert again.run_requests == [] and again.skip_reason.skip_message == "every net is busy"
+        assert again.dynamic_partitions_requests == [], "a partition is added once"
     with hub.session() as session:
         assert session.get(FLJob, jobs[2]).status == JobStatus.QUEUED, "it waits for the NVFlare net"
         assert session.get(FLJob, jobs[1]).status == JobStatus.DELETED
