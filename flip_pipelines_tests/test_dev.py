@@ -45,6 +45,9 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
     process = start_process([EXE, "dev", "--port", str(port)], log_path=log, env=env, cwd=REPO)
     stack_pids: list[int] = []
     try:
+        wait_until(lambda: "Dagster UI:" in log.read_text(), timeout=240, interval=0.2, what="the UI's address")
+        assert httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=5).status_code == 200, \
+            "the address is printed once the UI answers"
         entry = wait_until(lambda: _location(port), timeout=240, interval=1, what="the flip_pipelines location")
         location = entry["locationOrLoadError"]
         assert location["__typename"] == "RepositoryLocation", location
@@ -81,5 +84,6 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
     finally:
         stop_pid(process.pid, first_signal=signal.SIGINT, timeout=60)
     assert "stopping" in log.read_text()
+    assert "No run requests returned" not in log.read_text(), "idle sensor ticks leave the log quiet"
     assert "superseded" not in log.read_text(), "the stack runs under dg dev, which supersedes dagster dev"
     assert stack_pids and not [p for p in stack_pids if pid_alive(p)], "every server of the stack was stopped"

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,13 +23,16 @@ from flip_pipelines.db.migrate import upgrade_database
               help="Dagster workspace file. Default: ./workspace.yaml, else this package's definitions module.")
 @click.option("--stack/--no-stack", default=True, show_default=True,
               help="Also run local S3, an NVFlare net and a Flower net (with FL APIs), trusts and a demo model.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="warning",
+              envvar="FLIP_DAGSTER_LOG_LEVEL", show_default=True,
+              help="Log level of the Dagster UI and daemon; 'info' prints a line per sensor tick (dozens a minute "
+                   "while idle). Runs log in the UI either way. Env: FLIP_DAGSTER_LOG_LEVEL.")
 @pass_context
 def dev(obj: Context, host: str, port: int | None, instance_config: Path, workspace: Path | None,
-        stack: bool) -> None:
+        stack: bool, log_level: str) -> None:
     """Migrate the queue database and start the Dagster UI and daemon — with the whole local stack by default,
     so `train_model` runs on embedded defaults. Ctrl-C stops everything."""
     import signal
-    import subprocess
 
     from flip_pipelines.local.processes import free_port, port_is_open
 
@@ -68,10 +72,11 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
         target = ["-w", str(workspace)] if workspace else ["-m", "flip_pipelines.definitions"]
         dg_cli = str(Path(sys.executable).parent / "dg")  # `dg dev`: what `dagster dev` says supersedes it
         env["VIRTUAL_ENV"] = sys.prefix  # this interpreter's environment is the project's
-        click.echo(f"Dagster UI:      http://{host}:{port}")
-        sys.stdout.flush()
         dagster_process = subprocess.Popen([dg_cli, "dev", "--use-active-venv", "-h", host, "-p", str(port),
-                                            *target], env=env)
+                                            "--log-level", log_level, *target], env=env)
+        if _wait_for_ui(dagster_process, f"http://{host}:{port}"):
+            click.echo(f"Dagster UI:      http://{host}:{port}")
+            sys.stdout.flush()
         dagster_process.wait()
     except KeyboardInterrupt:
         click.echo("stopping ...")
@@ -85,6 +90,25 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
         if local_stack is not None:
             settings.local_stack_env_file().unlink(missing_ok=True)
             local_stack.stop()
+
+
+def _wait_for_ui(process: "subprocess.Popen[bytes]", url: str, timeout: float = 300.0) -> bool:
+    """Whether the UI answered before ``process`` ended: its address is printed only once it can be opened."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    if process.poll() is None:
+        click.echo(f"warning: the Dagster UI did not answer at {url} within {timeout:.0f}s", err=True)
+    return False
 
 
 def _local_token() -> str:

@@ -119,7 +119,8 @@ def resolve_backend(context: dg.OpExecutionContext, config: TrainModelConfig, qu
     except FlipError as exc:
         raise training_failure(str(exc)) from None
     except Exception as exc:
-        raise op_error(context, exc, f"checking model {config.model_id or context.partition_key}") from exc
+        chosen = config.model_id or (context.partition_key if context.has_partition_key else "")
+        raise op_error(context, exc, f"checking model {chosen}") from exc
     context.instance.add_run_tags(context.run_id, {
         "flip/net": claim.net_name, "flip/model_id": str(claim.model_id), "flip/fl_job_id": str(claim.fl_job_id),
         "flip/model": claim.model_key,

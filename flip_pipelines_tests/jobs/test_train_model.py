@@ -214,7 +214,7 @@ def test_launch_without_a_free_net_fails_clearly_and_writes_nothing(
         )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    assert "no nvflare net is free right now" in failure.event_specific_data.user_failure_data.description
+    assert "No nvflare net is free right now" in failure.event_specific_data.user_failure_data.description
     with hub.session() as session:
         assert session.exec(select(FLJob).where(FLJob.model_id == model_id)).all() == []
 
