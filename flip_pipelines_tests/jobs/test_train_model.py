@@ -319,7 +319,7 @@ def test_s3_errors_permanent_fail_at_once_transient_are_retried(
     assert failure.step_key == "resolve_backend", "the model check reads S3 first"
     if problem == "bad-credentials":
         reason = failure.event_specific_data.user_failure_data.description
-        assert retries == [] and reason.startswith(f"checking model {model_id} failed: An error occurred")
+        assert retries == [] and reason.startswith(f"Checking model {model_id} failed: An error occurred")
     else:
         assert len(retries) == 3, "a store that cannot be reached is retried"
 
