@@ -88,9 +88,13 @@ class LocalDagster:
             if not pid_alive(pid):
                 log = (self.workdir / "logs" / f"{name}.log").read_text()[-2000:]
                 raise RuntimeError(f"dagster {name} exited: {log}")
-        data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }")
+        # LOADED also covers "the code server was not reachable yet" (a PythonError): that is not loaded, and a
+        # page opened then shows "Pipeline not found" until the webserver refreshes the location
+        data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
+                            "locationOrLoadError { __typename } } } } }")
         entries = data["workspaceOrError"]["locationEntries"]
-        return bool(entries) and entries[0]["loadStatus"] == "LOADED"
+        return (bool(entries) and entries[0]["loadStatus"] == "LOADED"
+                and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation")
 
     def stop(self) -> None:
         """Webserver and daemon first (no new runs), then the code server and the run workers it started."""
