@@ -14,10 +14,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 TEST_WORKERS ?= 2
+# The browser the UI tests drive (flip_pipelines_tests/ui/): Debian's package, since Playwright's own browser
+# downloads cannot work here. A file target: installed only when missing, as root, without questions.
+CHROMIUM := /usr/bin/chromium
 
-## test: create .venv, install with dev extras, run the whole suite (real PostgreSQL, SQLite, S3, FL servers)
-## on TEST_WORKERS pytest-xdist workers (each with its own session servers; 1 runs it in one process)
-test: $(STAMP)
+$(CHROMIUM):
+	@test "$$(id -u)" = 0 || { echo "$(CHROMIUM) is missing: run 'apt-get install chromium' as root" >&2; exit 1; }
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+## test: create .venv, install with dev extras (and chromium when missing), run the whole suite (real PostgreSQL,
+## SQLite, S3, FL servers, the Dagster UI in chromium) on TEST_WORKERS pytest-xdist workers (each with its own
+## session servers; 1 runs it in one process)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## dev: create .venv, install, migrate the embedded SQLite database, start the Dagster UI
