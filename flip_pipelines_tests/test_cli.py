@@ -190,7 +190,7 @@ def test_cli_refuses_unmigrated_database(tmp_path: Path) -> None:
     env = {**os.environ, "FLIP_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
     result = run(["queue"], env, tmp_path)
     assert result.returncode == 1
-    assert "run 'flip-pipelines db upgrade'" in result.stderr
+    assert "'flip-pipelines db upgrade'" in result.stderr and not (tmp_path / 'empty.db').exists()
 
 
 def _all_command_paths(group: click.Group, prefix: list[str]) -> list[list[str]]:
@@ -217,3 +217,14 @@ def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert main(["nets", "add"]) == 2
     assert "see 'flip-pipelines nets add --help'" in capsys.readouterr().err
+
+
+def test_a_command_run_where_no_database_is_says_which_it_looked_for_and_creates_nothing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
+    result = run(["queue"], env, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: no queue database at {tmp_path / '.flip' / 'flip.db'}: run this in the folder 'make dev' runs in "
+        f"(the data folder, $FLIP_DATA_DIR, is {tmp_path / '.flip'} here), point FLIP_DATABASE_URL at it, or "
+        "create it with 'flip-pipelines db upgrade'"]
+    assert list(tmp_path.iterdir()) == [], "looking for the database created nothing"

@@ -3,6 +3,7 @@
 import json
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -49,11 +50,18 @@ class Context:
     def session(self, *, require_migrated: bool = True) -> Session:
         if self._session is None:
             if require_migrated and current_revision(self.url) is None:
-                raise FlipError(
-                    f"the database at {redacted(self.url)} has no tables yet: run 'flip-pipelines db upgrade'"
-                )
+                raise FlipError(self._no_tables())
             self._session = new_session(make_engine(self.url))
         return self._session
+
+
+    def _no_tables(self) -> str:
+        database = make_url(self.url).database if make_url(self.url).get_backend_name() == "sqlite" else None
+        if database and database != ":memory:" and not Path(database).exists():
+            return (f"no queue database at {database}: run this in the folder 'make dev' runs in (the data "
+                    f"folder, $FLIP_DATA_DIR, is {settings.data_dir()} here), point FLIP_DATABASE_URL at it, or "
+                    "create it with 'flip-pipelines db upgrade'")
+        return f"the database at {redacted(self.url)} has no tables yet: run 'flip-pipelines db upgrade'"
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
 from flip_pipelines.db.engine import make_engine, normalise_url
 from flip_pipelines.domain.schema import SchemaAction, SchemaDecision, decide_schema_action
@@ -55,6 +56,12 @@ def upgrade_database(url: str, revision: str = "head") -> SchemaDecision:
 
 
 def current_revision(url: str) -> str | None:
+    """The database's Alembic heads, None for a database without tables — or, for SQLite, without a file: looking
+    must not create one (a command run from the wrong folder would leave an empty ``.flip/flip.db`` behind)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        return None
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
