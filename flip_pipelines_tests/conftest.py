@@ -262,7 +262,7 @@ def flower_fl_api(
 # (make dev's, the Dagster daemon's, the 8-process claim proof) go to one worker as one group, in this order; every
 # other test is shared out. Each worker has its own session servers, so no test sees another worker's FL jobs.
 FL_DEPLOYMENTS = {"nvflare_deployment", "nvflare_fl_api", "flower_deployment", "flower_fl_api"}
-WHOLE_STACK_MODULES = ("test_dev.py", "test_concurrency.py", "test_daemon.py")
+WHOLE_STACK_MODULES = ("test_dev.py", "test_concurrency.py", "test_daemon.py", "test_production.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -278,6 +278,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 2 if module(item) in uses_fl else 1
 
     items.sort(key=rank)
-    for item in items:
-        if module(item).endswith(WHOLE_STACK_MODULES):
-            item.add_marker(pytest.mark.xdist_group("whole-stacks"))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The whole-stack modules share one worker. The marker goes on at collection: pytest-xdist reads groups in its
+    own ``pytest_collection_modifyitems``, before this conftest's runs."""
+    if item.nodeid.split("::")[0].endswith(WHOLE_STACK_MODULES):
+        item.add_marker(pytest.mark.xdist_group("whole-stacks"))
