@@ -8,7 +8,9 @@ model and by a run launched for a model that has none yet.
 
 import dagster as dg
 
-MODEL_PARTITIONS = dg.DynamicPartitionsDefinition(name="flip_models")
+from flip_pipelines.domain.partitions import MODEL_PARTITIONS_NAME
+
+MODEL_PARTITIONS = dg.DynamicPartitionsDefinition(name=MODEL_PARTITIONS_NAME)
 GROUP = "flip_training"
 
 MODEL_FILES = dg.AssetSpec(

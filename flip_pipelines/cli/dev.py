@@ -63,7 +63,9 @@ def dev(obj: Context, host: str, port: int | None, instance_config: Path, worksp
                                      token=env["FLIP_FL_API_TOKEN"], log=click.echo)
             stack_env = local_stack.start()
             env.update(stack_env)
-            settings.write_local_stack_env({**stack_env, settings.DATABASE_URL_ENV: obj.url})
+            # FLIP_DAGSTER_UI_URL: `flip-pipelines enqueue` in another terminal starts its run through this UI
+            settings.write_local_stack_env({**stack_env, settings.DATABASE_URL_ENV: obj.url,
+                                            "FLIP_DAGSTER_UI_URL": env["FLIP_DAGSTER_UI_URL"]})
             click.echo(f"settings:        {settings.local_stack_env_file()} (other flip-pipelines commands in this "
                        "folder read it while the stack runs)")
             click.echo(f"demo model:      {local_stack.demo_model_id} — train it with: flip-pipelines enqueue "

@@ -1,6 +1,9 @@
 """Queue administration: the database, nets, trusts, projects, and the queue itself (enqueue, abort, show)."""
 
+import contextlib
+
 import click
+from sqlmodel import Session
 
 from flip_pipelines.cli.common import (
     Context,
@@ -14,10 +17,11 @@ from flip_pipelines.cli.common import (
     print_json,
     redacted,
 )
-from flip_pipelines.db import lifecycle, registry
+from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.db.migrate import current_revision, upgrade_database
 from flip_pipelines.domain.enums import FLBackend
-from flip_pipelines.domain.errors import FlipError
+from flip_pipelines.domain.errors import ConflictError, FlipError
+from flip_pipelines.domain.queue import Claim
 from flip_pipelines.domain.schema import SchemaAction
 
 # --- db -----------------------------------------------------------------------------------------------------
@@ -139,14 +143,26 @@ def projects_add(obj: Context, name: str, cohort_query: str, description: str, o
 @click.argument("model_id")
 @click.option("--trust", "trust_names", multiple=True,
               help="A trust to train on (repeatable). Default: every trust approved for the model.")
+@click.option("--dagster-url", envvar="FLIP_DAGSTER_UI_URL", default="", show_envvar=True, metavar="URL",
+              help="The Dagster UI to start the training run through when a net is free (`make dev` sets it for "
+                   "commands run in its folder). Unset: only queue; the queue sensor starts the run.")
+@click.option("--launch/--no-launch", default=True, show_default=True,
+              help="Start the run at once when a suitable net is free and nothing else is queued; --no-launch only "
+                   "queues.")
 @json_option
 @pass_context
-def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: bool) -> None:
+def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], dagster_url: str, launch: bool,
+            as_json: bool) -> None:
     """Queue a training job of MODEL_ID on the given trusts; prints the fl_job id.
 
     The model's files are checked first (as `models check` does): a model that suits no registered backend is
     refused with the reasons, and nothing is queued. So is a trust not approved for the model, and any
-    training while the hub is in deployment mode."""
+    training while the hub is in deployment mode.
+
+    With a Dagster UI (--dagster-url) and a free net of a backend the model suits, and no other job queued, the
+    job takes that net in the same transaction that queues it and its train_model run is started through Dagster
+    at once, as the queue sensor would start it a tick later. If Dagster cannot be reached or refuses, the net is
+    given back and the job waits in the queue for the sensor; it is never lost or trained twice."""
     session = obj.session()
     model_uuid = parse_uuid(model_id, "model id")
     names = list(trust_names) or registry.approved_trust_names(session, model_uuid)
@@ -156,13 +172,40 @@ def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], as_json: 
     trust_ids = registry.get_trust_ids_by_names(session, names)
     registry.get_model(session, model_uuid)
     check = bundle_store().check(str(model_uuid))
-    job = lifecycle.enqueue_training(session, model_uuid, trust_ids, check)
+    if launch and dagster_url:
+        job, claim = claims.enqueue_and_claim_free_net(session, model_uuid, trust_ids, check)
+    else:
+        job, claim = lifecycle.enqueue_training(session, model_uuid, trust_ids, check), None
+    run_id, dispatch, note = start_run(session, dagster_url, claim) if claim else (None, "queued", "")
     if as_json:
         position = next((p.position for p in lifecycle.queue_positions(session) if p.fl_job_id == job.id), None)
         print_json({"fl_job_id": job.id, "model_id": job.model_id, "position": position,
-                    "backends": sorted(b.value for b in check.backends)})
+                    "backends": sorted(b.value for b in check.backends), "dispatch": dispatch, "run_id": run_id,
+                    "net": claim.net_name if claim and dispatch != "queued" else None, "note": note})
     else:
         click.echo(job.id)
+        if note:
+            click.echo(note, err=True)
+
+
+def start_run(session: Session, dagster_url: str, claim: Claim) -> tuple[str | None, str, str]:
+    """Start the claim's run through Dagster; or give the claim back to the queue sensor when no run was started.
+    (run id, "launched" | "queued" | "claimed", a line for people). "claimed": the launch's outcome is unknown, so
+    the claim is kept (``services.launch``)."""
+    from flip_pipelines.db import model_partitions
+    from flip_pipelines.services.launch import LaunchError, launch_train_model
+
+    try:
+        key = model_partitions.partition_key_of_model(session, claim.model_id)
+        run_id = launch_train_model(dagster_url, claim, key)
+        return run_id, "launched", f"training run {run_id} started on net {claim.net_name}"
+    except LaunchError as exc:
+        if exc.run_may_exist:
+            return None, "claimed", (f"{exc}; the job keeps net {claim.net_name}: its run starts if Dagster created "
+                                     "it, otherwise reconciliation queues the job again")
+        with contextlib.suppress(ConflictError):  # aborted meanwhile: nothing to give back
+            lifecycle.requeue(session, claim.fl_job_id, f"its run could not be started at once ({exc})")
+        return None, "queued", f"queued; the queue sensor starts it ({exc})"
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from flip_pipelines.db.lifecycle import retire_job_in_transaction
+from flip_pipelines.db.lifecycle import enqueue_in_transaction, retire_job_in_transaction
 from flip_pipelines.db.models import (
     FLJob,
     FLJobTrust,
@@ -30,6 +30,7 @@ from flip_pipelines.db.site_config import deployment_mode_in_transaction, refuse
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from flip_pipelines.domain.model_check import ModelCheck
 from flip_pipelines.domain.queue import Claim
 
 BackendsOf = Mapping[uuid.UUID, frozenset[FLBackend]]
@@ -247,6 +248,30 @@ def enqueue_and_claim(session: Session, model_id: uuid.UUID, trust_ids: Sequence
         set_model_status(session, model, ModelStatus.INITIATED)
         slot, net = slots[_pick(slots, suits)]
         return _take(session, job, slot, net, trusts, trust_ids)
+
+
+def enqueue_and_claim_free_net(session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID],
+                               check: ModelCheck) -> tuple[FLJob, Claim | None]:
+    """Queue a job exactly as ``lifecycle.enqueue_training`` does and, in the same transaction, take a free net of a
+    backend the model's files suit for it — only when the queue sensor would take this job next anyway: no other
+    job is queued (FIFO is the sensor's to keep; an older job may be waiting for that very net). So
+    ``flip-pipelines enqueue`` can start the run at once instead of waiting for a sensor tick.
+
+    Returns the job and its claim, or None when it waits QUEUED for the sensor (another job is queued, no suitable
+    net is free, or its trusts cannot be addressed — the sensor retires such a job with the reason).
+
+    Raises: what ``lifecycle.enqueue_training`` raises; nothing is written then.
+    """
+    with transaction(session):
+        job = enqueue_in_transaction(session, model_id, trust_ids, check)
+        waiting = session.exec(
+            select(FLJob.id).where(FLJob.status == JobStatus.QUEUED, FLJob.id != job.id).limit(1)).first()
+        slots = _free_slots(session, check.backends) if waiting is None else {}
+        trusts = _addressed_trusts(session, trust_ids)
+        if not slots or _unrunnable(session, job, trust_ids, trusts):
+            return job, None
+        slot, net = slots[_pick(slots, check.backends)]
+        return job, _take(session, job, slot, net, trusts, trust_ids)
 
 
 def _checked_trusts(session: Session, model_id: uuid.UUID,

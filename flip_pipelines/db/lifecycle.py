@@ -62,32 +62,39 @@ def enqueue_training(session: Session, model_id: uuid.UUID, trust_ids: Sequence[
         NotFoundError: unknown or deleted model, or unknown trust ids (all named).
         DeploymentModeError: the hub is in deployment mode.
     """
+    with transaction(session):
+        return enqueue_in_transaction(session, model_id, trust_ids, check)
+
+
+def enqueue_in_transaction(session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID],
+                           check: ModelCheck) -> FLJob:
+    """``enqueue_training`` in the caller's transaction, so a claim can follow in the same one
+    (``claims.enqueue_and_claim_free_net``)."""
     if not trust_ids:
         raise InvalidInputError("a training job needs at least one trust")
     if len(set(trust_ids)) != len(trust_ids):
         raise InvalidInputError("a trust is named more than once")
-    with transaction(session):
-        model = get_row(session, Model, model_id, "model")
-        if model.deleted:
-            raise NotFoundError(f"model {model_id} is deleted")
-        names = trust_names_in_transaction(session, trust_ids)
-        unapproved = unapproved_in_transaction(session, model_id, trust_ids)
-        if unapproved:
-            raise InvalidInputError(
-                f"trust(s) not approved for model {model.name}: {', '.join(names[t] for t in unapproved)} "
-                f"(approve them: flip-pipelines models approve {model_id} --trust NAME)")
-        refuse_in_deployment_mode(session, "queueing a training")
-        refusal = check.refusal(session.exec(select(FLNets.fl_backend).distinct()).all())
-        if refusal:
-            raise InvalidInputError(f"model {model.name} cannot be queued: {refusal}")
-        job = FLJob(model_id=model_id)
-        session.add(job)
-        session.flush()
-        session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
-        set_model_status(session, model, ModelStatus.INITIATED)
-        write_log(session, model_id, f"Selected trusts for training: {', '.join(names[t] for t in trust_ids)}",
-                  details={"fl_job_id": str(job.id), "backends": sorted(b.value for b in check.backends)})
-        _log_changed_positions(session)
+    model = get_row(session, Model, model_id, "model")
+    if model.deleted:
+        raise NotFoundError(f"model {model_id} is deleted")
+    names = trust_names_in_transaction(session, trust_ids)
+    unapproved = unapproved_in_transaction(session, model_id, trust_ids)
+    if unapproved:
+        raise InvalidInputError(
+            f"trust(s) not approved for model {model.name}: {', '.join(names[t] for t in unapproved)} "
+            f"(approve them: flip-pipelines models approve {model_id} --trust NAME)")
+    refuse_in_deployment_mode(session, "queueing a training")
+    refusal = check.refusal(session.exec(select(FLNets.fl_backend).distinct()).all())
+    if refusal:
+        raise InvalidInputError(f"model {model.name} cannot be queued: {refusal}")
+    job = FLJob(model_id=model_id)
+    session.add(job)
+    session.flush()
+    session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
+    set_model_status(session, model, ModelStatus.INITIATED)
+    write_log(session, model_id, f"Selected trusts for training: {', '.join(names[t] for t in trust_ids)}",
+              details={"fl_job_id": str(job.id), "backends": sorted(b.value for b in check.backends)})
+    _log_changed_positions(session)
     return job
 
 

@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+MODEL_PARTITIONS_NAME = "flip_models"  # the training assets' dynamic partitions: one per registered model
+
 # Dagster refuses these inside partition keys
 _REFUSED = {"...": "…", "\a": " ", "\b": " ", "\f": " ", "\n": " ", "\r": " ", "\t": " ", "\v": " ", "\0": " "}
 

@@ -1,4 +1,8 @@
-"""The queue sensor: claims free nets for the oldest queued jobs whose models suit them, one run per claim."""
+"""The queue sensor: claims free nets for the oldest queued jobs whose models suit them, one run per claim.
+
+``flip-pipelines enqueue`` starts the same run itself when it can (``services.launch``); the sensor is the path for
+everything else — jobs queued by FLIP's UI, jobs that waited for a net, and any launch that could not be made.
+"""
 
 import time
 import uuid
@@ -9,16 +13,12 @@ from flip_pipelines.assets.training import MODEL_PARTITIONS
 from flip_pipelines.db import claims, lifecycle, model_partitions, registry, site_config
 from flip_pipelines.domain.model_check import ModelCheck
 from flip_pipelines.domain.retry import is_transient
+from flip_pipelines.domain.runs import run_key, run_tags, train_model_run_config
 from flip_pipelines.jobs.training import train_model
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.storage import FlipStorage
 
 CHECK_BUDGET_SECONDS = 20.0  # S3 checks per tick stop here, well inside Dagster's 60 s sensor timeout
-
-
-def run_tags(net: str, model_id: uuid.UUID, fl_job_id: uuid.UUID, model_name: str) -> dict[str, str]:
-    return {"flip/net": net, "flip/model_id": str(model_id), "flip/fl_job_id": str(fl_job_id),
-            "flip/model": model_name}
 
 
 def new_partitions(context: dg.SensorEvaluationContext, keys: dict[uuid.UUID, str]
@@ -92,9 +92,8 @@ def training_queue_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDa
         return skipped(context, keys, "no queued job suits a free net")
     return dg.SensorResult(dynamic_partitions_requests=new_partitions(context, keys), run_requests=[
         dg.RunRequest(
-            run_key=f"fl_job:{c.fl_job_id}",
-            run_config={"ops": {"resolve_backend": {"config": {
-                "model_id": str(c.model_id), "fl_job_id": str(c.fl_job_id), "net": c.net_name}}}},
+            run_key=run_key(c),
+            run_config=train_model_run_config(c),
             tags=run_tags(c.net_name, c.model_id, c.fl_job_id, keys[c.model_id]),
             partition_key=keys[c.model_id],
         )

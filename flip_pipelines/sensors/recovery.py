@@ -29,12 +29,12 @@ from flip_pipelines.domain.lifecycle import (
     worker_was_lost,
 )
 from flip_pipelines.domain.queue import ActiveJob
+from flip_pipelines.domain.runs import run_tags
 from flip_pipelines.fl_api.client import FLApiError
 from flip_pipelines.jobs.training import resume_training, train_model
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import heartbeat_age
-from flip_pipelines.sensors.queue import run_tags
 from flip_pipelines.services.fl_status import backend_statuses
 
 WORKER_LOST_TAG = "flip/worker_lost"

@@ -149,3 +149,56 @@ def test_claim_queued_job_of_model_and_claim_for_job(session: Session) -> None:
     assert claims.claim_for_job(session, job_id) == claim
     with pytest.raises(NotFoundError, match="no queued job"):
         claims.claim_queued_job_of_model(session, model_id, NVFLARE)
+
+
+def test_enqueue_and_claim_free_net_takes_a_suitable_free_net_at_once(session: Session) -> None:
+    """`flip-pipelines enqueue` with a free net: the job is queued and claimed in one transaction."""
+    world = _two_backend_world(session)
+    model = registry.add_model(session, "flower-only", "proj")
+    job, claim = claims.enqueue_and_claim_free_net(session, model.id, world.trust_ids, fits(FLBackend.FLOWER))
+    assert claim is not None and claim.fl_job_id == job.id and claim.net_name == "net-flower"
+    assert claim.trust_names == ("Trust_1", "Trust_2") and claim.slot_names == ("site-1", "site-2")
+    assert _job(session, job.id).status == JobStatus.IN_PROGRESS
+    assert claims.free_net_count(session) == {FLBackend.NVFLARE: 1}
+    assert session.get(Model, model.id).status == ModelStatus.INITIATED  # type: ignore[union-attr]
+    logs = session.exec(select(FLLogs.log).where(FLLogs.model_id == model.id, FLLogs.log.is_not(None))).all()
+    assert logs == ["Selected trusts for training: Trust_1, Trust_2", "Training assigned to net 'net-flower' (flower)"]
+
+
+def test_enqueue_and_claim_free_net_leaves_the_job_queued_for_the_sensor(session: Session) -> None:
+    """No suitable net free, or an older job queued (the sensor keeps FIFO): queued only, every net untouched."""
+    world = _two_backend_world(session)
+    busy, _ = queue_model(session, world, "busy", fits(FLBackend.FLOWER))
+    assert claims.claim_next_job(session, {busy: FLOWER}) is not None  # net-flower is busy from here on
+    flower = registry.add_model(session, "flower-only", "proj")
+    job, claim = claims.enqueue_and_claim_free_net(session, flower.id, world.trust_ids, fits(FLBackend.FLOWER))
+    assert claim is None and _job(session, job.id).status == JobStatus.QUEUED
+    assert claims.free_net_count(session) == {FLBackend.NVFLARE: 1}
+    nvflare = registry.add_model(session, "nvflare-only", "proj")
+    younger, claim = claims.enqueue_and_claim_free_net(session, nvflare.id, world.trust_ids, fits(FLBackend.NVFLARE))
+    assert claim is None, "the flower job queued before it is the sensor's to place first"
+    assert _job(session, younger.id).status == JobStatus.QUEUED
+    assert claims.free_net_count(session) == {FLBackend.NVFLARE: 1}
+    assert [p.fl_job_id for p in lifecycle.queue_positions(session)] == [job.id, younger.id]
+
+
+def test_enqueue_and_claim_free_net_refuses_as_enqueue_does_and_writes_nothing(session: Session) -> None:
+    world = _two_backend_world(session)
+    model = registry.add_model(session, "m", "proj", trust_ids=world.trust_ids[:1])
+    with pytest.raises(InvalidInputError, match="not approved for model m: Trust_2"):
+        claims.enqueue_and_claim_free_net(session, model.id, world.trust_ids, fits())
+    assert session.exec(select(FLJob)).all() == []
+    assert claims.free_net_count(session) == {FLBackend.NVFLARE: 1, FLBackend.FLOWER: 1}
+
+
+def test_a_claim_given_back_by_requeue_waits_in_its_place_for_the_sensor(session: Session) -> None:
+    """What `enqueue` does when Dagster could not start the run: the job QUEUED again, its net AVAILABLE."""
+    world = _two_backend_world(session)
+    model = registry.add_model(session, "m", "proj")
+    job, claim = claims.enqueue_and_claim_free_net(session, model.id, world.trust_ids, fits(FLBackend.NVFLARE))
+    assert claim is not None
+    lifecycle.requeue(session, job.id, "its run could not be started at once (Dagster is not reachable)")
+    assert _job(session, job.id).status == JobStatus.QUEUED and _job(session, job.id).started is None
+    assert claims.free_net_count(session) == {FLBackend.NVFLARE: 1, FLBackend.FLOWER: 1}
+    again = claims.claim_next_job(session, {model.id: NVFLARE})
+    assert again is not None and again.fl_job_id == job.id
