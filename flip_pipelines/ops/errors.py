@@ -9,6 +9,17 @@ from flip_pipelines.domain.queue import Claim
 from flip_pipelines.domain.retry import MAX_RETRIES, backoff_seconds, is_transient
 
 
+class TrainingFailed(dg.Failure):
+    """A training's failure as the run page shows it. Dagster prints an error as Python's traceback does,
+    ``<module>.<qualified class name>: <message>``: for ``dg.Failure`` that is
+    ``dagster._core.definitions.events.Failure: ...``. A built-in module and a qualified name that reads as words
+    make the first line a sentence, "Training failed: Bundling demo-logreg failed: ..."."""
+
+
+TrainingFailed.__module__ = "builtins"
+TrainingFailed.__qualname__ = "Training failed"
+
+
 def training_metadata(claim: Claim | None) -> dict[str, str]:
     if claim is None:
         return {}
@@ -17,12 +28,12 @@ def training_metadata(claim: Claim | None) -> dict[str, str]:
 
 
 def training_failure(message: str, claim: Claim | None = None,
-                     extra: Mapping[str, object] | None = None) -> dg.Failure:
+                     extra: Mapping[str, object] | None = None) -> TrainingFailed:
     """A failure no retry mends: ``message`` is its first line, written as a sentence; the metadata says where
     the training was (net, backend, trusts) and, when the FL server failed, the tail of its log."""
     sentence = message[:1].upper() + message[1:]
-    return dg.Failure(description=sentence, metadata={**training_metadata(claim), **(extra or {})},
-                      allow_retries=False)
+    return TrainingFailed(description=sentence, metadata={**training_metadata(claim), **(extra or {})},
+                          allow_retries=False)
 
 
 def op_error(context: dg.OpExecutionContext, exc: Exception, doing: str, claim: Claim | None = None) -> Exception:
