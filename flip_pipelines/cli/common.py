@@ -72,11 +72,12 @@ owner_option = click.option(
 
 
 def bundle_store():  # type: ignore[no-untyped-def]
-    """The S3 bundle store the pipeline uses, configured from the environment (FLIP_S3_*, FLIP_*_BUCKET)."""
+    """The S3 bundle store the pipeline uses, configured from the environment (FLIP_S3_*, FLIP_*_BUCKET); its
+    client is the resource's without the resource, since importing Dagster would cost a command a second."""
     from flip_pipelines.resources.bundles import BundleStore
-    from flip_pipelines.resources.s3 import s3_resource_from_env
+    from flip_pipelines.resources.s3_client import s3_client_from_env
 
-    return BundleStore(s3_resource_from_env().get_client(), model_bucket=settings.model_bucket(),
+    return BundleStore(s3_client_from_env(), model_bucket=settings.model_bucket(),
                        bundle_bucket=settings.bundle_bucket(), base_app_source=settings.base_app_source())
 
 

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from flip_pipelines.domain.pushes import MetricPoint
 
 INITIAL_WEIGHTS = "initial_weights.npz"  # the persistor's starting point, kept beside the trained model
@@ -48,6 +46,8 @@ def configured_rounds(config: object) -> int | None:
 
 
 def _weights_problems(archive: Path) -> tuple[list[str], str | None, int]:
+    import numpy as np  # at a training's end only: not in a run worker's start nor its memory while it trains
+
     try:
         with zipfile.ZipFile(archive) as result:
             members = [n for n in result.namelist() if n.endswith(".npz") and Path(n).name != INITIAL_WEIGHTS]

@@ -1,57 +1,43 @@
-"""S3 access through ``dagster_aws``'s ``S3Resource``, made to sign with SigV4.
+"""S3 access as a Dagster resource: the pipeline's S3 client (``resources.s3_client``) behind resource fields.
 
-``S3Resource.get_client()`` leaves boto3 to pick the signature version, which for presigned URLs against a custom
-endpoint is SigV2: AWS rejects those in most regions, and their expiry is not checked the same way. SeaweedFS,
-MinIO and AWS all accept SigV4, so it is forced here.
+The resource has ``dagster_aws``'s ``S3Resource`` fields but not its class: importing ``dagster_aws`` loads
+Dagster's daemon and test utilities along with it, which cost every run worker about 0.5 s of CPU at start and
+memory for the whole training (``benchmarks/bench_dispatch.py``). boto3 is imported when the first client is made.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from dagster_aws.s3 import S3Resource
+import dagster as dg
+from pydantic import Field
 
 from flip_pipelines import settings
+from flip_pipelines.resources.s3_client import s3_client, user_agent
+
+__all__ = ["FlipS3Resource", "s3_resource_from_env", "user_agent"]
 
 
-def user_agent() -> str:
-    """``flip-pipelines/<version>``: names the hub in S3 access logs and CloudTrail.
+class FlipS3Resource(dg.ConfigurableResource):
+    """S3 clients that sign with SigV4, use path-style addressing on custom endpoints, keep enough pooled
+    connections for parallel server-side copies and name themselves. Credentials left unset come from boto3's
+    default chain (environment, profile, instance role) at run time."""
 
-    A fixed User-Agent also spares botocore rebuilding its own one on every request, about a fifth of the
-    client's CPU per server-side copy (profiled; bundling issues thousands of copies).
-    """
-    try:
-        return f"flip-pipelines/{version('flip-pipelines')}"
-    except PackageNotFoundError:
-        return "flip-pipelines"
-
-
-class FlipS3Resource(S3Resource):
-    """``S3Resource`` whose clients sign with SigV4, use path-style addressing on custom endpoints, keep enough
-    pooled connections for parallel server-side copies and name themselves (``user_agent``)."""
-
+    region_name: str | None = Field(default=None, description="The S3 region.")
+    endpoint_url: str | None = Field(default=None, description="A custom S3 endpoint (SeaweedFS, MinIO, ...).")
+    max_attempts: int = Field(default=5, description="boto3's retry attempts per request, the first included.")
+    profile_name: str | None = Field(default=None, description="An AWS profile to take credentials from.")
+    use_ssl: bool = Field(default=True, description="Whether to use SSL.")
+    verify: bool | None = Field(default=None, description="Whether to verify SSL certificates (default: yes).")
+    aws_access_key_id: str | None = Field(default=None, description="Access key id; default: boto3's chain.")
+    aws_secret_access_key: str | None = Field(default=None, description="Secret key; default: boto3's chain.")
+    aws_session_token: str | None = Field(default=None, description="Session token; default: boto3's chain.")
     max_pool_connections: int = 32
 
     def get_client(self) -> Any:
-        session = boto3.session.Session(profile_name=self.profile_name)
-        config = Config(
-            signature_version="s3v4",
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
-            max_pool_connections=self.max_pool_connections,
-            user_agent=user_agent(),
-            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
-        )
-        return session.client(
-            "s3",
-            region_name=self.region_name,
-            use_ssl=self.use_ssl,
-            verify=self.verify,
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-            config=config,
+        return s3_client(
+            endpoint_url=self.endpoint_url, region_name=self.region_name, max_attempts=self.max_attempts,
+            max_pool_connections=self.max_pool_connections, profile_name=self.profile_name, use_ssl=self.use_ssl,
+            verify=self.verify, aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key, aws_session_token=self.aws_session_token,
         )
 
 
