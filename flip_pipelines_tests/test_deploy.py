@@ -96,7 +96,8 @@ def test_the_production_instance_loads_in_dagster_with_its_policies(postgres_ser
         assert type(instance.run_launcher).__name__ == "DockerRunLauncher"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_monitoring_enabled
-        assert not instance.run_retries_enabled, "a retry cannot re-execute a training: reconciliation restarts it"
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert not instance.run_retries_retry_on_asset_or_op_failure, "infrastructure failures only"
         assert instance.run_monitoring_max_resume_run_attempts == 0, "the reconcile sensor restarts or resumes"
         kept = instance.get_tick_retention_settings(InstigatorType.SENSOR)
         assert kept[TickStatus.SKIPPED] == 1 and kept[TickStatus.SUCCESS] == 7, "sensor ticks are purged"
@@ -123,7 +124,8 @@ def test_helm_values_configure_the_official_chart_as_the_instance_does() -> None
     assert not {"maxConcurrentRuns", "tagConcurrencyLimits"} & set(coordinator), "limits set in one place only"
     daemon = values["dagsterDaemon"]
     assert daemon["runMonitoring"]["enabled"] and daemon["runMonitoring"]["maxResumeRunAttempts"] == 0
-    assert daemon["runRetries"] == {"enabled": INSTANCE["run_retries"]["enabled"]} == {"enabled": False}
+    assert daemon["runRetries"] == {"enabled": True, "maxRetries": INSTANCE["run_retries"]["max_retries"],
+                                    "retryOnAssetOrOpFailure": False}
     kept = values["retention"]["sensor"]["purgeAfterDays"]
     assert values["retention"]["enabled"] and set(kept) == {"skipped", "failure", "success", "started"}
     assert {k: kept[k] for k in ("skipped", "failure", "success")} == \
