@@ -356,3 +356,27 @@ def test_transient_fl_api_failures_are_retried_and_submit_once(
         assert job.status == JobStatus.COMPLETED
         assert session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
     assert [j.job_id for j in new_jobs] == [job.fl_backend_job_id], "exactly one FL job on the server"
+
+
+@pytest.mark.slow
+@FL_SERVER_ON_SQLITE
+def test_an_fl_job_that_fails_on_the_server_shows_its_reason_and_the_servers_log_tail(
+    database_url: str, s3_server: LocalS3, flower_fl_api: RunningFLApi
+) -> None:
+    hub = _hub(database_url, s3_server, {"net-1": (flower_fl_api.base_url, FLBackend.FLOWER)})
+    model_id = _model(hub, s3_server, with_config(FLOWER_FILES, GLOBAL_ROUNDS=1, FAIL_ON_SITE="site-2"))
+    with dg.instance_for_test() as instance:
+        result = train_model.execute_in_process(
+            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+            resources=_resources(hub, flower_fl_api), instance=instance, raise_on_error=False,
+        )
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    data = failure.event_specific_data.user_failure_data
+    assert failure.step_key == "monitor" and data.description.startswith("FL job ")
+    assert "ended FAILED" in data.description
+    assert data.metadata["net"].value == "net-1" and data.metadata["trusts"].value == "Trust_1, Trust_2"
+    assert "deliberate failure on site-2" in data.metadata["fl_server_log"].value, "the FL server's own words"
+    assert failure.event_specific_data.error.message.startswith("Training failed: FL job ")
+    with hub.session() as session:
+        assert session.get(Model, model_id).status == ModelStatus.ERROR
+        assert session.exec(select(FLScheduler)).one().status == NetStatus.AVAILABLE
