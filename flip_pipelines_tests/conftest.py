@@ -121,6 +121,23 @@ def s3_server() -> Iterator[LocalS3]:
         server.stop()
 
 
+def hub_environment(work: Path, database_url: str, s3: LocalS3, prefix: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A hub's environment for Dagster processes started by a test (queue database, fresh buckets on the session's
+    S3 server named ``<prefix>-<kind>-<id>``, the session's FL-API token), and those buckets by kind."""
+    client = s3.client()
+    buckets = {k: f"{prefix}-{k}-{uuid.uuid4().hex[:8]}" for k in ("models", "bundles", "results")}
+    for bucket in buckets.values():
+        client.create_bucket(Bucket=bucket)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update(
+        FLIP_DATA_DIR=str(work / "data"), FLIP_DATABASE_URL=database_url, FLIP_FL_API_TOKEN=FL_API_TOKEN,
+        FLIP_S3_ENDPOINT_URL=s3.endpoint_url, AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key,
+        FLIP_MODEL_BUCKET=buckets["models"], FLIP_BUNDLE_BUCKET=buckets["bundles"],
+        FLIP_RESULTS_BUCKET=buckets["results"],
+    )
+    return env, buckets
+
+
 @pytest.fixture
 def s3_bucket(s3_server: LocalS3) -> str:
     """A new, empty bucket on the session's S3 server."""

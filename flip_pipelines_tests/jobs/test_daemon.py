@@ -6,7 +6,6 @@ every failure path must free the net, and every crash drill must recover on its 
 Each test is independent of the others: models are claimed only onto nets their files suit, so a test pins its
 trainings to a net by the files it uploads."""
 
-import os
 import subprocess
 import sys
 import uuid
@@ -33,7 +32,7 @@ from flip_pipelines.local.postgres import create_database
 from flip_pipelines.local.processes import wait_until
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import list_keys
-from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi
+from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi, hub_environment
 from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status, with_config
 
 pytestmark = pytest.mark.slow
@@ -77,16 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
           flower_fl_api: RunningFLApi, postgres_server_url: str, postgres_template: str) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("daemon")
     url = create_database(postgres_server_url, f"daemon_{uuid.uuid4().hex[:8]}", template=postgres_template)
-    client = s3_server.client()
-    buckets = {k: f"{k}-{uuid.uuid4().hex[:8]}" for k in ("models", "bundles", "results")}
-    for bucket in buckets.values():
-        client.create_bucket(Bucket=bucket)
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env, buckets = hub_environment(work, url, s3_server, "daemon")
     env.update(
-        FLIP_DATA_DIR=str(work / "data"), FLIP_DATABASE_URL=url, FLIP_FL_API_TOKEN=FL_API_TOKEN,
-        FLIP_S3_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID=s3_server.access_key,
-        AWS_SECRET_ACCESS_KEY=s3_server.secret_key, FLIP_MODEL_BUCKET=buckets["models"],
-        FLIP_BUNDLE_BUCKET=buckets["bundles"], FLIP_RESULTS_BUCKET=buckets["results"],
         # recovery within seconds: a silent run is lost after 10 s, reconciliation looks every 5 s
         FLIP_MONITOR_STALE_SECONDS="10", FLIP_RECONCILE_INTERVAL_SECONDS="5", FLIP_MONITOR_POLL_SECONDS="1",
         FLIP_CLAIM_GRACE_SECONDS="20", **{CRASH_POINTS_ENV: str(work / "crash_points")},

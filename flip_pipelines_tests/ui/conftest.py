@@ -19,7 +19,6 @@ which runs before a conftest's. With pytest 9.2.0 no ``xdist_group`` takes effec
 xdist still writes the old node id field), so there the UI tests are shared out like any other test.
 """
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ import yaml
 from flip_pipelines.local.dagster import LocalDagster
 from flip_pipelines.local.postgres import create_database
 from flip_pipelines.local.s3 import LocalS3
-from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi
+from flip_pipelines_tests.conftest import RunningFLApi, hub_environment
 from flip_pipelines_tests.ui.harness import CHROMIUM, DEFAULT_TIMEOUT, REPO, VIEWPORT, UIStack, artifacts_dir, shot
 
 if TYPE_CHECKING:
@@ -82,18 +81,8 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, postg
              postgres_template: str) -> Iterator[UIStack]:
     work = tmp_path_factory.mktemp("ui")
     url = create_database(postgres_server_url, f"ui_{uuid.uuid4().hex[:8]}", template=postgres_template)
-    client = s3_server.client()
-    buckets = {k: f"ui-{k}-{uuid.uuid4().hex[:8]}" for k in ("models", "bundles", "results")}
-    for bucket in buckets.values():
-        client.create_bucket(Bucket=bucket)
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    env.update(
-        FLIP_DATA_DIR=str(work / "data"), FLIP_DATABASE_URL=url, FLIP_FL_API_TOKEN=FL_API_TOKEN,
-        FLIP_S3_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID=s3_server.access_key,
-        AWS_SECRET_ACCESS_KEY=s3_server.secret_key, FLIP_MODEL_BUCKET=buckets["models"],
-        FLIP_BUNDLE_BUCKET=buckets["bundles"], FLIP_RESULTS_BUCKET=buckets["results"],
-        FLIP_MONITOR_POLL_SECONDS="1",  # a launched training's run page moves on within a second of the FL job
-    )
+    env, buckets = hub_environment(work, url, s3_server, "ui")
+    env["FLIP_MONITOR_POLL_SECONDS"] = "1"  # a launched training's run page moves on within a second of the FL job
     dagster = LocalDagster(workdir=work, env=env, instance_config=_instance_config(work))
     env["FLIP_DAGSTER_UI_URL"] = dagster.url  # links in alerts point at this webserver
     stack = UIStack(dagster=dagster, database_url=url, env=env, buckets=buckets, work=work)
