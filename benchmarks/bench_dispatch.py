@@ -1,137 +1,273 @@
-"""Dispatch latency: `enqueue` → FL job RUNNING through the Dagster daemon and sensor, side by side with
-bundling and submitting the same model by hand through the FL API — on one local stack, in one run.
+"""Dispatch latency: `flip-pipelines enqueue` → FL job RUNNING on the `make dev` stack, per backend, with where the
+time goes, beside the direct path (the same bundle uploaded and submitted by a script through the FL API) in the
+same run; 4 jobs onto 4 free nets at once; and the memory of a training's run worker and of the idle stack.
 
-Run: .venv/bin/python benchmarks/bench_dispatch.py [--repeat 3]
-Starts SeaweedFS, an NVFlare server + 2 sites, the FL API and `flip-pipelines dev` (webserver + daemon) on free
-ports, and stops them all at the end.
+Run: .venv/bin/python benchmarks/bench_dispatch.py [--repeat 5] [--modes single,parallel,rss]
+  single    per backend (NVFlare, Flower): --repeat samples of the direct path and of `enqueue` → RUNNING, each
+            with its breakdown (run created, dequeue, worker start, each op, FL server)
+  parallel  two more nets (a second NVFlare and a second Flower); 4 models queued at once as FLIP's UI does (rows
+            only: the queue sensor's path) and by 4 concurrent `enqueue` commands; every job's time to RUNNING
+  rss       the idle stack's RSS and CPU per component over 30 s; one whole training per backend with its run
+            worker's RSS sampled every 0.2 s
+Starts `flip-pipelines dev` (S3, net-nvflare, net-flower, FL APIs, Dagster) in a temporary folder on free ports and
+stops it at the end. Take figures on a quiet machine: the load average is printed at the start and the end.
 """
 
 import argparse
+import json
 import os
 import platform
 import signal
 import statistics
-import sys
+import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+from dispatch_stack import (
+    BIN,
+    SITES,
+    TRUSTS,
+    DevStack,
+    RssSampler,
+    abort_fl_job,
+    seconds,
+    stack_usage,
+    wait_fl_running,
+)
 
 from flip_pipelines.db import lifecycle, registry
-from flip_pipelines.db.engine import make_engine, new_session
-from flip_pipelines.db.migrate import upgrade_database
-from flip_pipelines.db.models import FLJob
-from flip_pipelines.demo_models import demo_model_files
-from flip_pipelines.domain.enums import FLBackend, FLJobStatus
+from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.fl_api.schemas import UploadAppRequest
+from flip_pipelines.local.flower import LocalFlower
 from flip_pipelines.local.nvflare import LocalNVFlare
 from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
-from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import BundleStore
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-TOKEN = f"bench-{uuid.uuid4().hex}"
+OPS = ("resolve_backend", "validate_clients", "bundle", "presign", "submit")
 
 
-def wait_running(client: FLApiClient, job_id: str) -> None:
-    wait_until(lambda: (j := client.get_job(job_id)) is not None and j.status != FLJobStatus.PENDING,
-               timeout=300, interval=0.2, what="RUNNING")
+def load() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def store(stack: DevStack) -> BundleStore:
+    return BundleStore(stack.s3(), model_bucket=stack.env["FLIP_MODEL_BUCKET"],
+                       bundle_bucket=stack.env["FLIP_BUNDLE_BUCKET"], log=lambda _: None)
+
+
+def enqueue_command(model_id: uuid.UUID) -> list[str]:
+    return [str(BIN / "flip-pipelines"), "enqueue", str(model_id), *[a for t in TRUSTS for a in ("--trust", t)],
+            "--json"]
+
+
+def cli_env(stack: DevStack) -> dict[str, str]:
+    """What a second terminal in the `make dev` folder has: the data folder, whose stack.env gives the rest."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIP_", "DAGSTER_", "AWS_"))}
+    return {**env, "FLIP_DATA_DIR": stack.env["FLIP_DATA_DIR"]}
+
+
+def net_of(stack: DevStack, fl_job_id: str) -> str:
+    with stack.session() as session:
+        return next(n.endpoint for n in registry.list_nets(session) if str(n.fl_job_id) == fl_job_id)
+
+
+def follow(stack: DevStack, fl_job_id: str, abort: bool = True) -> float:
+    """Epoch seconds at which the job's FL job was first seen RUNNING; the FL job is aborted after."""
+    backend_job = wait_until(lambda: stack.backend_job(fl_job_id), timeout=300, interval=0.1, what="the submission")
+    endpoint = net_of(stack, fl_job_id)
+    running = wait_fl_running(endpoint, stack.env["FLIP_FL_API_TOKEN"], backend_job)
+    if abort:
+        abort_fl_job(endpoint, stack.env["FLIP_FL_API_TOKEN"], backend_job)
+    return running
+
+
+# --- single: one job at a time, per backend ---------------------------------------------------------------------
+
+
+def direct_sample(stack: DevStack, backend: FLBackend) -> float:
+    """The same model bundled, presigned, uploaded and submitted by a script through the net's FL API."""
+    model_id = stack.new_model(backend)
+    endpoint = stack.endpoint(f"net-{backend.value}")
+    bundles = store(stack)
+    started = time.monotonic()
+    result = bundles.bundle(str(model_id), backend)
+    urls = bundles.presign(result.keys)
+    with FLApiClient(endpoint, stack.env["FLIP_FL_API_TOKEN"]) as client:
+        client.upload_app(str(model_id), UploadAppRequest(project_id="p", cohort_query="SELECT 1", trusts=SITES,
+                                                          bundle_urls=urls))
+        job_id = client.submit_job(str(model_id))
+    wait_fl_running(endpoint, stack.env["FLIP_FL_API_TOKEN"], job_id)
+    elapsed = time.monotonic() - started
+    abort_fl_job(endpoint, stack.env["FLIP_FL_API_TOKEN"], job_id)
+    return elapsed
+
+
+def pipeline_sample(stack: DevStack, backend: FLBackend) -> dict[str, float]:
+    """`flip-pipelines enqueue` in a fresh process (as a person types it) → the FL job RUNNING, with milestones."""
+    model_id = stack.new_model(backend)
+    t0 = time.time()
+    out = subprocess.run(enqueue_command(model_id), env=cli_env(stack), capture_output=True, text=True, check=True)
+    cli_done = time.time()
+    fl_job_id = json.loads(out.stdout)["fl_job_id"]
+    running = follow(stack, fl_job_id)
+    marks = stack.timeline(fl_job_id)
+    stages = {"total": running - t0, "enqueue command": cli_done - t0, "run created": marks["created"] - t0,
+              "queue → launch": marks.get("starting", marks["created"]) - marks["created"],
+              "worker start": marks["started"] - marks.get("starting", marks["created"])}
+    for op in OPS:
+        stages[op] = marks[f"{op}:end"] - marks[f"{op}:start"]
+    stages["FL server → RUNNING"] = running - marks["submit:end"]
+    stages["between ops"] = (marks["submit:end"] - marks["started"]) - sum(stages[op] for op in OPS)
+    return stages
+
+
+def single(stack: DevStack, repeat: int) -> None:
+    for backend in (FLBackend.NVFLARE, FLBackend.FLOWER):
+        direct, pipeline = [], []
+        for _ in range(repeat):
+            direct.append(direct_sample(stack, backend))
+            stack.wait_idle()
+            pipeline.append(pipeline_sample(stack, backend))
+            stack.wait_idle()
+            time.sleep(2)  # the previous run's teardown off the CPU
+        totals = [p["total"] for p in pipeline]
+        print(f"\n{backend.value}: direct through the FL API {statistics.median(direct):.1f} s "
+              f"(runs: {seconds(direct)})")
+        print(f"{backend.value}: flip-pipelines enqueue → RUNNING {statistics.median(totals):.1f} s "
+              f"(runs: {seconds(totals)})")
+        print(f"  {'stage':<22} {'median s':>8}   runs")
+        for stage in pipeline[0]:
+            values = [p[stage] for p in pipeline]
+            print(f"  {stage:<22} {statistics.median(values):>8.2f}   {seconds(values)}")
+
+
+# --- parallel: 4 jobs onto 4 free nets ----------------------------------------------------------------------------
+
+
+def second_nets(stack: DevStack, work: Path) -> tuple[list[int], list[object]]:
+    """A second NVFlare net and a second Flower net, with their FL APIs, registered beside the stack's."""
+    nvflare = LocalNVFlare(workdir=work / "nvflare-2", port=free_port(), sites=2)
+    nvflare.provision()
+    nvflare.start()
+    flower = LocalFlower(workdir=work / "flower-2", port=free_port(), nodes=2)
+    flower.start()
+    pids = []
+    for backend, args in (("nvflare", ["--admin-kit", str(nvflare.admin_kit), "--server-workspace",
+                                       str(nvflare.server_workspace)]),
+                          ("flower", ["--superlink", flower.address, "--node-names", str(flower.node_names_file)])):
+        port = free_port()
+        api = start_process([str(BIN / "flip-pipelines"), "fl-api", "serve", "--backend", backend, "--port", str(port),
+                             "--upload-dir", str(work / f"uploads-{backend}"), "--allowed-origin",
+                             stack.env["FLIP_S3_ENDPOINT_URL"], *args], log_path=work / f"fl_api_{backend}-2.log",
+                            env={**os.environ, "FLIP_FL_API_TOKEN": stack.env["FLIP_FL_API_TOKEN"]})
+        pids.append(api.pid)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda u=url: httpx.get(f"{u}/health").status_code == 200, timeout=60, what="the FL API")
+        with stack.session() as session:
+            registry.upsert_net(session, f"net-{backend}-2", url, FLBackend.parse(backend))
+    return pids, [nvflare, flower]
+
+
+def parallel_sample(stack: DevStack, via: str) -> tuple[float, list[float]]:
+    """4 models (2 NVFlare, 2 Flower) queued at once; (seconds to the first run's creation, each job to RUNNING)."""
+    models = [stack.new_model(b) for b in (FLBackend.NVFLARE, FLBackend.NVFLARE, FLBackend.FLOWER, FLBackend.FLOWER)]
+    checks = {m: store(stack).check(str(m)) for m in models}
+    t0 = time.time()
+    if via == "rows":  # FLIP's UI writes the queue rows; the queue sensor takes it from there
+        with stack.session() as session:
+            trusts = registry.get_trust_ids_by_names(session, list(TRUSTS))
+            jobs = [str(lifecycle.enqueue_training(session, m, trusts, checks[m]).id) for m in models]
+    else:
+        commands = [subprocess.Popen(enqueue_command(m), env=cli_env(stack), stdout=subprocess.PIPE, text=True)
+                    for m in models]
+        jobs = [json.loads(c.communicate()[0])["fl_job_id"] for c in commands]
+    running: dict[str, float] = {}
+    threads = [threading.Thread(target=lambda j=j: running.__setitem__(j, follow(stack, j))) for j in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    created = min(stack.timeline(j)["created"] for j in jobs)
+    return created - t0, sorted(running[j] - t0 for j in jobs)
+
+
+def parallel(stack: DevStack, work: Path, repeat: int) -> tuple[list[int], list[object]]:
+    pids, nets = second_nets(stack, work)
+    for via in ("rows", "enqueue"):
+        for _ in range(repeat):
+            stack.wait_idle()
+            time.sleep(2)
+            created, running = parallel_sample(stack, via)
+            print(f"4 jobs queued by {via:<8}: first run created at {created:.1f} s; RUNNING at {seconds(running)} s; "
+                  f"last RUNNING {running[-1] - created:.1f} s after the first run was created")
+    return pids, nets
+
+
+# --- rss: the idle stack and one training's run worker -----------------------------------------------------------
+
+
+def job_ended(stack: DevStack, fl_job_id: str) -> str | None:
+    with stack.session() as session:
+        status = lifecycle.get_job(session, uuid.UUID(fl_job_id)).status.value
+    return None if status in ("QUEUED", "IN_PROGRESS") else status
+
+
+def rss(stack: DevStack) -> None:
+    time.sleep(20)  # the stack settles: first sensor ticks, partitions
+    usage = stack_usage(stack.pid, 30)
+    print(f"\nidle `make dev` stack over 30 s (load {load()}):")
+    print(f"  {'component':<32} {'RSS MiB':>8} {'CPU %':>6} processes")
+    for name, (mib, cpu, count) in usage.items():
+        print(f"  {name:<32} {mib:>8.0f} {cpu:>6.1f} {count}")
+    print(f"  {'total':<32} {sum(u[0] for u in usage.values()):>8.0f} {sum(u[1] for u in usage.values()):>6.1f} "
+          f"{sum(u[2] for u in usage.values())}")
+    for backend in (FLBackend.NVFLARE, FLBackend.FLOWER):
+        model_id = stack.new_model(backend)
+        with RssSampler(stack.pid) as sampler:
+            out = subprocess.run(enqueue_command(model_id), env=cli_env(stack), capture_output=True, text=True,
+                                 check=True)
+            fl_job_id = json.loads(out.stdout)["fl_job_id"]
+            started = time.monotonic()
+            status = wait_until(lambda j=fl_job_id: job_ended(stack, j), timeout=600, interval=0.5,
+                                what="the training to end")
+            stack.wait_idle(timeout=600)
+        for peak, median in sampler.summary():
+            print(f"{backend.value} training ({status}, {time.monotonic() - started:.0f} s): run worker RSS peak "
+                  f"{peak:.0f} MiB, median {median:.0f} MiB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--modes", default="single", help="comma-separated: single, parallel, rss")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    modes = set(args.modes.split(","))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"load average at start {load()}")
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    s3, flare = LocalS3(), LocalNVFlare(workdir=work / "nvflare", port=free_port())
-    processes: list[int] = []
+    stack = DevStack(work)
+    pids: list[int] = []
+    nets: list[object] = []
     try:
-        s3.start()
-        flare.provision()
-        flare.start()
-        s3_client = s3.client()
-        for bucket in ("models", "bundles", "results"):
-            s3_client.create_bucket(Bucket=bucket)
-        api_port = free_port()
-        env = {**os.environ, "FLIP_FL_API_TOKEN": TOKEN, "FLIP_DATA_DIR": str(work / "data"),
-               "FLIP_DATABASE_URL": f"sqlite:///{work / 'flip.db'}", "FLIP_S3_ENDPOINT_URL": s3.endpoint_url,
-               "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-               "FLIP_MODEL_BUCKET": "models", "FLIP_BUNDLE_BUCKET": "bundles", "FLIP_RESULTS_BUCKET": "results"}
-        env.pop("DAGSTER_HOME", None)
-        api = start_process([str(BIN / "flip-pipelines"), "fl-api", "serve", "--backend", "nvflare", "--port",
-                             str(api_port), "--admin-kit", str(flare.admin_kit), "--allowed-origin", s3.endpoint_url,
-                             "--upload-dir", str(work / "uploads")], log_path=work / "fl_api.log", env=env)
-        processes.append(api.pid)
-        endpoint = f"http://127.0.0.1:{api_port}"
-        wait_until(lambda: httpx.get(f"{endpoint}/health").status_code == 200, timeout=60, what="the FL API")
-        url = env["FLIP_DATABASE_URL"]
-        upgrade_database(url)
-        engine = make_engine(url)
-        with new_session(engine) as session:
-            registry.add_project(session, "bench", "SELECT 1")
-            trusts = [registry.add_trust(session, f"Trust_{i}", f"site-{i}").id for i in (1, 2)]
-            registry.add_net(session, "net-1", endpoint, FLBackend.NVFLARE)
-        dagster_port = free_port()
-        dev = start_process([str(BIN / "flip-pipelines"), "dev", "--no-stack", "--port", str(dagster_port)],
-                            log_path=work / "dev.log", env=env, cwd=REPO)
-        processes.append(dev.pid)
-        wait_until(lambda: "LOADED" in httpx.post(f"http://127.0.0.1:{dagster_port}/graphql", json={
-            "query": "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"}).text,
-            timeout=120, interval=1, what="the Dagster code location")
-        files = demo_model_files("nvflare_logreg")
-        store = BundleStore(s3_client, model_bucket="models", bundle_bucket="bundles", log=lambda _: None)
-        by_hand, pipeline = [], []
-        with FLApiClient(endpoint, TOKEN) as client:
-            for _ in range(args.repeat):
-                # by hand: the same model bundled, presigned, uploaded and submitted from a script
-                model_id = str(uuid.uuid4())
-                for rel, body in files.items():
-                    s3_client.put_object(Bucket="models", Key=f"{model_id}/{rel}", Body=body)
-                started = time.monotonic()
-                result = store.bundle(model_id, FLBackend.NVFLARE)
-                urls = store.presign(result.keys)
-                client.upload_app(model_id, UploadAppRequest(project_id="p", cohort_query="SELECT 1",
-                                                             trusts=["site-1", "site-2"], bundle_urls=urls))
-                wait_running(client, client.submit_job(model_id))
-                by_hand.append(time.monotonic() - started)
-                client.abort_job(client.list_jobs()[-1].job_id)
-                # the pipeline: enqueue, and the sensor + daemon do the rest
-                with new_session(engine) as session:
-                    model = registry.add_model(session, f"bench-{uuid.uuid4().hex[:6]}", "bench")
-                for rel, body in files.items():
-                    s3_client.put_object(Bucket="models", Key=f"{model.id}/{rel}", Body=body)
-                started = time.monotonic()
-                with new_session(engine) as session:  # as `flip-pipelines enqueue` does: check, then queue
-                    job_id = lifecycle.enqueue_training(session, model.id, trusts, store.check(str(model.id))).id
-
-                def backend_id(fl_job=job_id) -> str | None:
-                    with new_session(engine) as session:
-                        return session.get(FLJob, fl_job).fl_backend_job_id
-
-                backend_job = wait_until(backend_id, timeout=300, interval=0.2, what="the pipeline to submit")
-                wait_running(client, backend_job)
-                pipeline.append(time.monotonic() - started)
-                client.abort_job(backend_job)
-                wait_until(lambda: not any(n.status.value == "BUSY" for n in registry.list_nets(new_session(engine))),
-                           timeout=300, interval=0.5, what="the net to be free again")
-        engine.dispose()
-        hand, pipe = statistics.median(by_hand), statistics.median(pipeline)
-        print(f"runs: {args.repeat}; NVFlare server + 2 sites, SeaweedFS, Dagster daemon (sensor interval 5 s)")
-        print(f"by hand through the FL API (bundle, presign, upload, submit → RUNNING): {hand:.1f} s "
-              f"(runs: {', '.join(f'{t:.1f}' for t in by_hand)})")
-        print(f"flip_pipelines (enqueue → sensor → run → RUNNING):                    {pipe:.1f} s "
-              f"(runs: {', '.join(f'{t:.1f}' for t in pipeline)})")
-        print(f"ratio pipeline / by hand: {pipe / hand:.1f}x")
+        print(f"`flip-pipelines dev` up in {stack.start():.0f} s ({work})")
+        if "rss" in modes:
+            rss(stack)
+        if "single" in modes:
+            single(stack, args.repeat)
+        if "parallel" in modes:
+            pids, nets = parallel(stack, work, max(1, args.repeat // 2))
+        print(f"\nload average at the end {load()}")
     finally:
-        for pid in reversed(processes):
-            stop_pid(pid, first_signal=signal.SIGINT, timeout=30)
-        flare.stop()
-        s3.stop()
+        for pid in pids:
+            stop_pid(pid, first_signal=signal.SIGINT, timeout=20)
+        for net in nets:
+            net.stop()  # type: ignore[attr-defined]
+        stack.stop()
 
 
 if __name__ == "__main__":
