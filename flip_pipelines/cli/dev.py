@@ -31,7 +31,9 @@ from flip_pipelines.db.migrate import upgrade_database
 def dev(obj: Context, host: str, port: int | None, instance_config: Path, workspace: Path | None,
         stack: bool, log_level: str) -> None:
     """Migrate the queue database and start the Dagster UI and daemon — with the whole local stack by default,
-    so `train_model` runs on embedded defaults. Ctrl-C stops everything."""
+    so `train_model` runs on embedded defaults. While it runs, flip-pipelines commands in this folder read the
+    stack's settings and the UI's address from $FLIP_DATA_DIR/stack.env, so `enqueue` starts its training run
+    through this UI at once. Ctrl-C stops everything."""
     import signal
 
     from flip_pipelines.local.processes import free_port, port_is_open

@@ -162,7 +162,9 @@ def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], dagster_u
     With a Dagster UI (--dagster-url) and a free net of a backend the model suits, and no other job queued, the
     job takes that net in the same transaction that queues it and its train_model run is started through Dagster
     at once, as the queue sensor would start it a tick later. If Dagster cannot be reached or refuses, the net is
-    given back and the job waits in the queue for the sensor; it is never lost or trained twice."""
+    given back and the job waits in the queue for the sensor; it is never lost or trained twice. --json says which
+    happened: "dispatch" is launched (with run_id and net), queued, or claimed (Dagster did not answer the launch:
+    the job keeps its net, and reconciliation queues it again if no run starts)."""
     session = obj.session()
     model_uuid = parse_uuid(model_id, "model id")
     names = list(trust_names) or registry.approved_trust_names(session, model_uuid)
