@@ -275,11 +275,14 @@ def flower_fl_api(
 # Test order (any order passes; this one is faster on two cores): `make dev`'s test first, while no shared FL
 # deployment runs yet; then every module that needs none; then the modules on the session's NVFlare and Flower
 # deployments, which stay up (Flower's SuperLink and SuperNodes keep a quarter of a core busy) until the end.
-# `make test` runs two pytest-xdist workers (``--dist loadgroup``): the modules that run whole stacks of their own
-# (make dev's, the Dagster daemon's, the 8-process claim proof) go to one worker as one group, in this order; every
-# other test is shared out. Each worker has its own session servers, so no test sees another worker's FL jobs.
+# `make test` runs two pytest-xdist workers (``--dist loadgroup``). The modules that run whole stacks of their own
+# form two groups of about ten minutes each, started first, one per worker: the Dagster daemon's (timing-sensitive,
+# so it shares its worker with no other stack) and the rest (make dev's, the production topology, the 8-process
+# claim proof, and the browser tests, which join it in ui/conftest.py). Every other test is shared out. Each
+# worker has its own session servers, so no test sees another worker's FL jobs.
 FL_DEPLOYMENTS = {"nvflare_deployment", "nvflare_fl_api", "flower_deployment", "flower_fl_api"}
-WHOLE_STACK_MODULES = ("test_dev.py", "test_concurrency.py", "test_daemon.py", "test_production.py")
+STACK_GROUPS = {"test_daemon.py": "daemon-stack", "test_dev.py": "own-stacks", "test_concurrency.py": "own-stacks",
+                "test_production.py": "own-stacks"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -290,7 +293,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                if FL_DEPLOYMENTS & set(getattr(i, "fixturenames", ())) or i.get_closest_marker("fl")}
 
     def rank(item: pytest.Item) -> int:
-        if module(item).endswith("test_dev.py"):
+        if module(item).endswith(("test_dev.py", "test_daemon.py")):
             return 0
         return 2 if module(item) in uses_fl else 1
 
@@ -298,7 +301,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """The whole-stack modules share one worker. The marker goes on at collection: pytest-xdist reads groups in its
-    own ``pytest_collection_modifyitems``, before this conftest's runs."""
-    if item.nodeid.split("::")[0].endswith(WHOLE_STACK_MODULES):
-        item.add_marker(pytest.mark.xdist_group("whole-stacks"))
+    """The stack groups above. The marker goes on at collection: pytest-xdist reads groups in its own
+    ``pytest_collection_modifyitems``, before this conftest's runs."""
+    group = STACK_GROUPS.get(Path(item.nodeid.split("::")[0]).name)
+    if group:
+        item.add_marker(pytest.mark.xdist_group(group))

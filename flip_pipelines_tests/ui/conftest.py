@@ -10,10 +10,10 @@
   context per test at a 1600x1000 viewport whose base URL is the webserver, so ``page.goto("/runs")`` works.
   A failed test leaves ``<test name>-FAILED.png`` in the artifacts folder (``harness.artifacts_dir``).
 
-Scheduling: every test under ``ui/`` joins the "whole-stacks" xdist group (the worker that runs ``make dev``'s
-and the daemon's own stacks) and is marked slow. They are moved to the end of the session, so this stack is
-started after the daemon test's stack has stopped: two idle Dagsters on two cores would slow the daemon's
-timing-sensitive tests, and the session's FL deployments (for ``ui_nets``) are up on that worker by then anyway.
+Scheduling: every test under ``ui/`` joins the "own-stacks" xdist group (the worker that runs ``make dev``'s
+stack and the production topology, never the daemon's timing-sensitive tests) and is marked slow. They are moved
+to the end of the session, after that worker's other stacks have stopped, when the session's FL deployments (for
+``ui_nets``) are up anyway.
 The marker is added as each item is collected, since xdist reads it in its own ``pytest_collection_modifyitems``,
 which runs before a conftest's. With pytest 9.2.0 no ``xdist_group`` takes effect at all (pytest-xdist#1386:
 xdist still writes the old node id field), so there the UI tests are shared out like any other test.
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 HERE = Path(__file__).resolve().parent
-UI_GROUP = "whole-stacks"
+UI_GROUP = "own-stacks"
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
