@@ -6,6 +6,7 @@ every failure path must free the net, and every crash drill must recover on its 
 Each test is independent of the others: models are claimed only onto nets their files suit, so a test pins its
 trainings to a net by the files it uploads."""
 
+import json
 import subprocess
 import sys
 import uuid
@@ -292,6 +293,32 @@ def test_graphql_launch_like_the_launchpad(stack: Stack) -> None:
     with stack.session() as session:
         job = session.exec(select(FLJob).where(FLJob.model_id == model_id)).one()
         assert job.status == JobStatus.COMPLETED and session.get(Model, model_id).status == ModelStatus.RESULTS_UPLOADED
+
+
+def test_enqueue_starts_the_run_itself_through_dagster(stack: Stack) -> None:
+    """With the Dagster UI given and a net free, `enqueue` claims the net and launches the run: it exists when the
+    command returns, looks like the sensor's (tags, partition), trains to the end, and no second run follows."""
+    model_id = _model(stack, FLBackend.FLOWER)
+    with stack.session() as session:
+        name = session.get(Model, model_id).name
+    wait_until(lambda: _nets_free(stack) and _no_queued_job(stack), timeout=300, what="an idle queue")
+    out = json.loads(stack.cli("enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2", "--json",
+                               "--dagster-url", stack.dagster.url).stdout)
+    assert (out["dispatch"], out["net"]) == ("launched", "net-flower"), out
+    runs = _runs(stack, out["fl_job_id"])
+    assert [r["runId"] for r in runs] == [out["run_id"]]
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    assert {k: tags[k] for k in ("flip/net", "flip/model", "flip/launched_by", "dagster/partition")} == {
+        "flip/net": "net-flower", "flip/model": name, "flip/launched_by": "enqueue", "dagster/partition": name}
+    assert "dagster/sensor_name" not in tags
+    assert _wait_for_run(stack, out["run_id"]) == DagsterRunStatus.SUCCESS
+    assert _wait_finished(stack, out["fl_job_id"]).status == JobStatus.COMPLETED
+    assert [r["runId"] for r in _runs(stack, out["fl_job_id"])] == [out["run_id"]], "the sensor started none"
+
+
+def _no_queued_job(stack: Stack) -> bool:
+    with stack.session() as session:
+        return session.exec(select(FLJob).where(FLJob.status == JobStatus.QUEUED)).first() is None
 
 
 def test_crash_drills_recover_without_a_manual_step(stack: Stack, s3_server: LocalS3) -> None:
