@@ -66,6 +66,8 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
         enqueue = subprocess.run([EXE, "enqueue", model_id, "--trust", "Trust_1", "--trust", "Trust_2"], env=env,
                                  capture_output=True, text=True, timeout=60)
         assert enqueue.returncode == 0, enqueue.stderr
+        assert "training run" in enqueue.stderr and "started on net" in enqueue.stderr, \
+            "a command in the dev folder starts the run through the stack's UI (stack.env), not a sensor tick later"
         engine = sa.create_engine(f"sqlite:///{data / 'flip.db'}")
 
         def finished() -> str | None:
