@@ -42,7 +42,7 @@ def free_net_of_job_in_transaction(session: Session, fl_job_id: uuid.UUID) -> in
 
 
 def _running_job(session: Session, fl_job_id: uuid.UUID) -> FLJob:
-    job = get_row(session, FLJob, fl_job_id, "fl_job")
+    job = get_row(session, FLJob, fl_job_id, "fl_job", for_update=True)
     if job.status != JobStatus.IN_PROGRESS:
         raise JobNotRunningError(f"fl_job {fl_job_id} is {job.status.value}, not IN_PROGRESS")
     return job
@@ -186,7 +186,7 @@ def end_training(session: Session, fl_job_id: uuid.UUID, outcome: Outcome, reaso
         ConflictError: the job is still QUEUED (nothing was claimed to end).
     """
     with transaction(session):
-        job = get_row(session, FLJob, fl_job_id, "fl_job")
+        job = get_row(session, FLJob, fl_job_id, "fl_job", for_update=True)
         if job.status == JobStatus.QUEUED:
             raise ConflictError(f"fl_job {fl_job_id} is QUEUED, not running")
         if job.status != JobStatus.IN_PROGRESS:
@@ -215,7 +215,7 @@ def fail_before_submission(session: Session, fl_job_id: uuid.UUID, reason: str) 
         ConflictError: the job was submitted (it has a backend job to follow or end instead).
     """
     with transaction(session):
-        job = get_row(session, FLJob, fl_job_id, "fl_job")
+        job = get_row(session, FLJob, fl_job_id, "fl_job", for_update=True)
         if job.status != JobStatus.IN_PROGRESS:
             return False
         if job.fl_backend_job_id is not None:

@@ -38,9 +38,14 @@ def transaction(session: Session) -> Iterator[Session]:
         raise
 
 
-def get_row(session: Session, table: type, key: Any, what: str) -> Any:
-    """Raises: NotFoundError naming ``what`` and ``key``."""
-    row = session.get(table, key)
+def get_row(session: Session, table: type, key: Any, what: str, *, for_update: bool = False) -> Any:
+    """``for_update``: lock the row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) and read it
+    afresh, for a transition that decides from the row's state — two sensors ending one job at once must not both
+    see it running.
+
+    Raises: NotFoundError naming ``what`` and ``key``."""
+    row = session.get(table, key, with_for_update=True, populate_existing=True) if for_update \
+        else session.get(table, key)
     if row is None:
         raise NotFoundError(f"{what} {key} not found")
     return row

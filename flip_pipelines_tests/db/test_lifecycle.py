@@ -233,3 +233,37 @@ def test_in_progress_jobs_name_their_net_and_model(session: Session) -> None:
     [active] = lifecycle.in_progress_jobs(session)
     assert (active.fl_job_id, active.model_id, active.model_name) == (job_id, model_id, "model")
     assert active.net is not None and active.net.name == "net-1" and active.backend_job_id is None
+
+
+def test_two_sensors_failing_one_job_at_once_end_it_once(engine: sa.Engine) -> None:
+    """The failure and reconcile sensors run in threads: both may end the same job in the same instant. The job
+    row is locked by the first, so the second sees it ended and writes nothing (one reason logged per job)."""
+    import threading
+
+    from flip_pipelines.db.engine import new_session
+
+    with new_session(engine) as session:
+        world = build_world(session, nets=5)
+        jobs = []
+        for i in range(5):
+            queue_model(session, world, f"model-{i}")
+            jobs.append(claim_next(session).fl_job_id)
+    for fl_job_id in jobs:
+        start = threading.Barrier(2)
+        results: list[bool] = []
+
+        def fail(job: uuid.UUID = fl_job_id, barrier: threading.Barrier = start,
+                 results: list[bool] = results) -> None:
+            with new_session(engine) as own:
+                barrier.wait(timeout=10)
+                results.append(lifecycle.fail_before_submission(own, job, "clients missing"))
+
+        threads = [threading.Thread(target=fail) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(results) == [False, True]
+    with new_session(engine) as session:
+        reasons = session.exec(select(FLLogs.log).where(FLLogs.success.is_(False))).all()
+    assert sorted(reasons) == ["Training failed before submission: clients missing"] * 5
