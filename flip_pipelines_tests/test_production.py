@@ -114,8 +114,10 @@ def _enqueue(prod: Production, model_id: uuid.UUID) -> uuid.UUID:
 
     from flip_pipelines.local.dagster import BIN
 
+    # the compose default (http://localhost:3000) may be any local process here: point it at this webserver
+    env = {**prod.dagster.service_env("migrate"), "FLIP_DAGSTER_UI_URL": prod.dagster.url}
     result = subprocess.run([str(BIN / "flip-pipelines"), "enqueue", str(model_id), "--trust", "Trust_1",
-                             "--trust", "Trust_2"], env=prod.dagster.service_env("migrate"), capture_output=True,
+                             "--trust", "Trust_2"], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return uuid.UUID(result.stdout.strip())
