@@ -48,3 +48,18 @@ def test_postgres_instance_stores_runs_in_postgres(
     finally:
         engine.dispose()
     assert stored == [result.run_id]
+
+
+def test_local_instance_forks_runs_from_the_code_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make dev`'s instance starts run workers from a template that preloads the workspace's code location."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
+    with dg.DagsterInstance.get() as instance:
+        launcher = instance.run_launcher
+        assert type(launcher).__name__ == "PrewarmedRunLauncher"
+        assert launcher.supports_check_run_worker_health
+        assert launcher.inst_data.config_dict["preload_modules"] == \
+            [workspace["load_from"][0]["python_module"]["module_name"]]

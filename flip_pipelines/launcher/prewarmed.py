@@ -1,0 +1,212 @@
+"""``PrewarmedRunLauncher``: each run in its own process, forked from a warm template instead of started cold.
+
+Dagster's ``DefaultRunLauncher`` asks the code server to spawn a new Python process per run, which imports Dagster
+and the code location again: ~2 s of a 2-core machine before the first op, the largest share of a training's
+dispatch (``benchmarks/bench_dispatch.py``). This launcher keeps one template process with all of that imported
+(``template.py``) and forks each run worker from it. The worker runs ``dagster api execute_run`` — what the Docker
+and Kubernetes launchers run in a container — so a run behaves the same; only its start is shorter.
+
+- **Cold fallback.** When no template is ready yet (the first run after start, or the first after a source file
+  changed), the run starts cold, as ``dagster api execute_run`` in a new process, and a template is warmed for
+  the next one. A template that fails to import the code location is dropped: runs then start cold and report
+  the import error in their own logs, as they would under the default launcher.
+- **Run monitoring.** The worker's PID and start time are tagged on the run, so run monitoring
+  (``check_run_worker_health``) sees a dead worker from the daemon, and termination signals it from any process.
+- **Same host.** Workers run where the daemon runs: this is the launcher of the single-machine ``make dev``
+  stack; deployments over several machines use the Docker or Kubernetes launcher (``deploy/``).
+"""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from dagster import Array, Field, Noneable, StringSource
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
+
+from flip_pipelines.launcher.workers import RunWorker
+
+REPLY_TIMEOUT_SECONDS = 10.0
+
+
+class _Template:
+    """One template process and its two pipes; not thread-safe (the launcher holds its lock)."""
+
+    def __init__(self, python: str, modules: Sequence[str], instance_ref: str | None) -> None:
+        self.process = subprocess.Popen([python, "-m", "flip_pipelines.launcher.template"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._buffer = b""
+        self.ready = False
+        self._send({"modules": list(modules), "instance_ref": instance_ref})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(message) + "\n").encode())
+        self.process.stdin.flush()
+
+    def _read(self, timeout: float) -> dict[str, Any] | None:
+        """The next reply line, or None if none came within ``timeout`` seconds (or the template ended)."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def poll_ready(self) -> bool | None:
+        """True once warm; False when it failed or ended; None while it is still warming."""
+        if self.ready:
+            return self.process.poll() is None
+        if self.process.poll() is not None:
+            return False
+        reply = self._read(timeout=0)
+        if reply is None:
+            return None
+        self.ready = bool(reply.get("ready"))
+        if not self.ready:
+            print(f"flip run launcher: the warm template failed ({reply.get('error')}); runs start cold",
+                  file=sys.stderr)
+        return self.ready
+
+    def fork(self, run_json: str) -> RunWorker | None:
+        """A run worker forked for ``run_json``; None when the template is stale or gone (it is stopped)."""
+        try:
+            self._send({"run": run_json})
+        except (BrokenPipeError, OSError):
+            self.stop()
+            return None
+        reply = self._read(REPLY_TIMEOUT_SECONDS)
+        if not reply or "pid" not in reply:
+            self.stop()
+            return None
+        return RunWorker(int(reply["pid"]), str(reply.get("started", "")))
+
+    def stop(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
+    """Launches each run in its own process, forked from a template that has the code location imported."""
+
+    def __init__(self, preload_modules: Sequence[str] | None = None, python: str | None = None,
+                 inst_data: ConfigurableClassData | None = None) -> None:
+        self._inst_data = inst_data
+        self._modules = list(preload_modules or [])
+        self._python = python or sys.executable
+        self._lock = threading.Lock()
+        self._template: _Template | None = None
+        self._cold: list[subprocess.Popen[bytes]] = []
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict[str, Field]:
+        return {
+            "preload_modules": Field(Array(str), is_required=False, default_value=[],
+                                     description="Modules the template imports: the code location's module."),
+            "python": Field(Noneable(StringSource), is_required=False, default_value=None,
+                            description="Python of the template and of cold-started workers (default: the daemon's)."),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
+        return cls(inst_data=inst_data, **config_value)
+
+    def _warm_worker(self, run_json: str) -> RunWorker | None:
+        """A worker forked from the template; None (and a template warming for the next run) when none is ready."""
+        with self._lock:
+            template = self._template
+            if template is not None:
+                ready = template.poll_ready()
+                if ready is None:
+                    return None
+                worker = template.fork(run_json) if ready else None
+                if worker is not None:
+                    return worker
+                template.stop()
+            self._template = _Template(self._python, self._modules, serialize_value(self._instance.get_ref()))
+            return None
+
+    def template_ready(self) -> bool | None:
+        """Whether the template can fork a run now; None while it warms or before a first run started one."""
+        with self._lock:
+            return None if self._template is None else self._template.poll_ready()
+
+    def _cold_worker(self, run_json: str) -> RunWorker:
+        self._cold = [p for p in self._cold if p.poll() is None]  # reap the finished ones
+        process = subprocess.Popen([self._python, "-m", "dagster", "api", "execute_run", run_json])
+        self._cold.append(process)
+        return RunWorker.of(process.pid)
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        run_json = serialize_value(ExecuteRunArgs(job_origin=run.job_code_origin,  # type: ignore[arg-type]
+                                                  run_id=run.run_id, instance_ref=self._instance.get_ref()))
+        started = time.monotonic()
+        worker = self._warm_worker(run_json)
+        how = "forked from the warm template"
+        if worker is None:
+            worker, how = self._cold_worker(run_json), "started cold (no warm template yet)"
+        self._instance.add_run_tags(run.run_id, worker.tags())
+        self._instance.report_engine_event(
+            f"Run worker pid {worker.pid} {how} in {(time.monotonic() - started) * 1000:.0f} ms.", run,
+            cls=self.__class__)
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        worker = RunWorker.from_tags(run.tags)
+        if worker is None or not worker.signal(signal.SIGTERM):
+            self._instance.report_engine_event("No live run worker to send the termination to.", run,
+                                               cls=self.__class__)
+            return False
+        return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        worker = RunWorker.from_tags(run.tags)
+        if worker is None:
+            return CheckRunHealthResult(WorkerStatus.NOT_FOUND, "no run worker is recorded on the run")
+        if worker.alive():
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker.pid))
+        latest = self._instance.get_run_by_id(run.run_id)
+        if latest is not None and latest.is_finished:  # it ended between the caller's read and this check
+            return CheckRunHealthResult(WorkerStatus.SUCCESS, run_worker_id=str(worker.pid))
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker pid {worker.pid} is no longer running",
+                                    run_worker_id=str(worker.pid))
+
+    def dispose(self) -> None:
+        with self._lock:
+            if self._template is not None:
+                self._template.stop()
+                self._template = None

@@ -1,0 +1,66 @@
+"""A run worker process, identified by its PID and its start time, so a recycled PID is never taken for it.
+
+The launcher records both on the run (tags), and any process on the host — the daemon's run monitoring, the
+webserver terminating a run — can tell whether the run's worker still lives without being its parent.
+"""
+
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PID_TAG = "flip/run_worker_pid"
+STARTED_TAG = "flip/run_worker_started"  # clock ticks after boot (/proc/<pid>/stat field 22)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces); None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text[text.rfind(")") + 2:].split()
+
+
+def start_ticks(pid: int) -> str:
+    """When ``pid`` started, in clock ticks after boot ("" off Linux or when it is already gone)."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields else ""
+
+
+@dataclass(frozen=True)
+class RunWorker:
+    pid: int
+    started: str = ""
+
+    @classmethod
+    def of(cls, pid: int) -> "RunWorker":
+        return cls(pid, start_ticks(pid))
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> "RunWorker | None":
+        pid = tags.get(PID_TAG, "")
+        return cls(int(pid), tags.get(STARTED_TAG, "")) if pid.isdigit() else None
+
+    def tags(self) -> dict[str, str]:
+        return {PID_TAG: str(self.pid), STARTED_TAG: self.started}
+
+    def alive(self) -> bool:
+        """Running (not a zombie) and the very process that was started, not a later one given its PID."""
+        fields = _stat_fields(self.pid)
+        if fields is None:
+            return False
+        if fields[0] in ("Z", "X"):
+            return False
+        return not self.started or fields[19] == self.started
+
+    def signal(self, signum: signal.Signals) -> bool:
+        """Send ``signum`` if the worker still lives; whether it was sent."""
+        if not self.alive():
+            return False
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True

@@ -1,0 +1,179 @@
+"""PrewarmedRunLauncher on a real Dagster instance: runs forked from the warm template execute like cold ones, run
+monitoring's health check sees a killed worker, termination cancels, and an edited source file retires the
+template. The jobs live in a module written to a temporary folder, so the test can edit it."""
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, instance_for_test
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.launcher import WorkerStatus
+
+from flip_pipelines.launcher import PrewarmedRunLauncher
+from flip_pipelines.launcher.workers import RunWorker
+from flip_pipelines.local.processes import kill_tree, wait_until
+
+JOBS = '''
+import os
+import time
+from pathlib import Path
+
+from dagster import Definitions, in_process_executor, job, op
+
+VERSION = "{version}"
+
+
+@op
+def report(context) -> None:
+    context.log.info(f"version {{VERSION}} in pid {{os.getpid()}}")
+
+
+@job(executor_def=in_process_executor)
+def quick():
+    report()
+
+
+@op(config_schema={{"release": str}})
+def hold(context) -> None:
+    deadline = time.monotonic() + 60
+    while not Path(context.op_config["release"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@job(executor_def=in_process_executor)
+def held():
+    hold()
+
+
+defs = Definitions(jobs=[quick, held])
+'''
+
+
+@pytest.fixture
+def jobs_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"launcher_jobs_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(JOBS.format(version="v1"))
+    monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path)])  # not first: Dagster drops sys.path[0]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    yield name
+    sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def instance(jobs_module: str) -> Iterator[DagsterInstance]:
+    overrides = {"run_launcher": {"module": "flip_pipelines.launcher", "class": "PrewarmedRunLauncher",
+                                  "config": {"preload_modules": [jobs_module]}}}
+    with instance_for_test(overrides=overrides) as instance:
+        yield instance
+        instance.run_launcher.dispose()
+
+
+def launch(instance: DagsterInstance, module: str, job: str, run_config: dict | None = None) -> str:
+    recon = ReconstructableJob.for_module(module, job)
+    run = instance.create_run_for_job(recon.get_definition(), run_config=run_config,
+                                      job_code_origin=recon.get_python_origin())
+    instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+    return run.run_id
+
+
+def launcher_message(instance: DagsterInstance, run_id: str) -> str:
+    return next(e.message for e in instance.all_logs(run_id) if "Run worker pid" in (e.message or ""))
+
+
+def wait_status(instance: DagsterInstance, run_id: str, *statuses: DagsterRunStatus, timeout: float = 90
+                ) -> DagsterRunStatus:
+    return wait_until(lambda: (run := instance.get_run_by_id(run_id)) and run.status in statuses and run.status,
+                      timeout=timeout, what=f"run {run_id} to be {statuses}")
+
+
+def wait_warm(instance: DagsterInstance) -> None:
+    launcher = instance.run_launcher
+    assert isinstance(launcher, PrewarmedRunLauncher)
+    wait_until(launcher.template_ready, timeout=90, what="the warm template")
+
+
+def test_runs_start_cold_then_forked_from_the_template(instance: DagsterInstance, jobs_module: str) -> None:
+    first = launch(instance, jobs_module, "quick")
+    assert "started cold" in launcher_message(instance, first)
+    assert wait_status(instance, first, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
+
+    wait_warm(instance)
+    started = time.monotonic()
+    second = launch(instance, jobs_module, "quick")
+    assert "forked from the warm template" in launcher_message(instance, second)
+    assert wait_status(instance, second, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
+    worker = RunWorker.from_tags(instance.get_run_by_id(second).tags)  # type: ignore[union-attr]
+    assert worker is not None and worker.started
+    # the worker Dagster reports is the forked one, and it ran the op
+    assert any(f"Started process for run (pid: {worker.pid})" in (e.message or "") for e in instance.all_logs(second))
+    print(f"forked run: launch to SUCCESS in {time.monotonic() - started:.2f} s")
+
+
+def test_health_check_sees_a_killed_worker(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
+    launch(instance, jobs_module, "quick")
+    wait_warm(instance)
+    release = tmp_path / "release"
+    run_id = launch(instance, jobs_module, "held", {"ops": {"hold": {"config": {"release": str(release)}}}})
+    wait_status(instance, run_id, DagsterRunStatus.STARTED)
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    launcher = instance.run_launcher
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    worker = RunWorker.from_tags(run.tags)
+    assert worker is not None and worker.alive()
+    kill_tree(worker.pid)  # with its log-capturing `tail`, as a container's death would
+    wait_until(lambda: not worker.alive(), timeout=10, what="the worker to die")
+    health = launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.FAILED and str(worker.pid) in (health.msg or "")
+    # a later process given the same PID is not taken for the worker
+    assert not RunWorker(os.getpid(), "1").alive()
+
+
+def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
+    launch(instance, jobs_module, "quick")
+    wait_warm(instance)
+    run_id = launch(instance, jobs_module, "held", {"ops": {"hold": {"config": {"release": str(tmp_path / "r")}}}})
+    assert "forked" in launcher_message(instance, run_id)
+    wait_status(instance, run_id, DagsterRunStatus.STARTED)
+    assert instance.run_launcher.terminate(run_id)
+    assert wait_status(instance, run_id, DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE,
+                       DagsterRunStatus.SUCCESS) == DagsterRunStatus.CANCELED
+    assert not instance.run_launcher.terminate(run_id)
+
+
+def test_an_edited_source_retires_the_template(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
+    launch(instance, jobs_module, "quick")
+    wait_warm(instance)
+    source = tmp_path / f"{jobs_module}.py"
+    source.write_text(JOBS.format(version="v2"))
+    mtime = source.stat().st_mtime_ns + 1_000_000_000  # a clock tick later, even on coarse file systems
+    os.utime(source, ns=(mtime, mtime))
+    edited = launch(instance, jobs_module, "quick")
+    assert "started cold" in launcher_message(instance, edited)
+    assert wait_status(instance, edited, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
+    wait_warm(instance)
+    forked = launch(instance, jobs_module, "quick")
+    assert "forked" in launcher_message(instance, forked)
+    assert wait_status(instance, forked, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
+    for run_id in (edited, forked):
+        assert any((e.user_message or "").startswith("version v2") for e in instance.all_logs(run_id))
+
+
+def test_a_template_that_cannot_import_leaves_runs_cold(jobs_module: str) -> None:
+    overrides = {"run_launcher": {"module": "flip_pipelines.launcher", "class": "PrewarmedRunLauncher",
+                                  "config": {"preload_modules": ["no_such_module_here"]}}}
+    with instance_for_test(overrides=overrides) as instance:
+        runs = [launch(instance, jobs_module, "quick")]
+        launcher = instance.run_launcher
+        wait_until(lambda: launcher.template_ready() is False, timeout=90, what="the template to fail")
+        runs.append(launch(instance, jobs_module, "quick"))
+        for run_id in runs:
+            assert "started cold" in launcher_message(instance, run_id)
+            assert wait_status(instance, run_id, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == \
+                DagsterRunStatus.SUCCESS
+        launcher.dispose()
