@@ -61,5 +61,5 @@ def test_local_instance_forks_runs_from_the_code_location(tmp_path: Path, monkey
         launcher = instance.run_launcher
         assert type(launcher).__name__ == "PrewarmedRunLauncher"
         assert launcher.supports_check_run_worker_health
-        assert launcher.inst_data.config_dict["preload_modules"] == \
-            [workspace["load_from"][0]["python_module"]["module_name"]]
+        assert launcher.inst_data.config_dict["preload_modules"][0] == \
+            workspace["load_from"][0]["python_module"]["module_name"]

@@ -128,7 +128,8 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
     def config_type(cls) -> dict[str, Field]:
         return {
             "preload_modules": Field(Array(str), is_required=False, default_value=[],
-                                     description="Modules the template imports: the code location's module."),
+                                     description="Modules the template imports (the code location's module); "
+                                                 "'module:function' also calls the function."),
             "python": Field(Noneable(StringSource), is_required=False, default_value=None,
                             description="Python of the template and of cold-started workers (default: the daemon's)."),
         }

@@ -30,7 +30,8 @@ def _reply(control: int, message: dict[str, object]) -> None:
 
 
 def preload(modules: list[str], instance_ref: str | None) -> None:
-    """Import what every run worker imports, and build each module's ``Definitions`` once."""
+    """Import what every run worker imports, and build each module's ``Definitions`` once. An entry
+    ``module:function`` also calls ``function()`` (e.g. to fill a cache every run would fill)."""
     from dagster import Definitions
     from dagster._cli import api  # noqa: F401  the run worker's entry point and the execution machinery
     from dagster._core.instance import DagsterInstance, InstanceRef
@@ -39,8 +40,11 @@ def preload(modules: list[str], instance_ref: str | None) -> None:
     if instance_ref:
         with DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef)):
             pass  # imports the storage classes; nothing stays open across fork()
-    for name in modules:
+    for entry in modules:
+        name, _, function = entry.partition(":")
         module = importlib.import_module(name)
+        if function:
+            getattr(module, function)()
         for value in vars(module).values():
             if isinstance(value, Definitions):
                 value.get_repository_def().get_all_jobs()
@@ -49,8 +53,8 @@ def preload(modules: list[str], instance_ref: str | None) -> None:
 def source_mtimes(modules: list[str]) -> dict[str, int]:
     """Modification times of every loaded module file inside the preloaded modules' top-level packages."""
     roots = set()
-    for name in modules:
-        top = sys.modules.get(name.split(".")[0])
+    for entry in modules:
+        top = sys.modules.get(entry.partition(":")[0].split(".")[0])
         if top is not None and getattr(top, "__file__", None):
             roots.add(str(Path(top.__file__).parent))  # type: ignore[arg-type]
     mtimes = {}

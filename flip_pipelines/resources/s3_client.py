@@ -67,6 +67,14 @@ def s3_client(*, endpoint_url: str | None, region_name: str | None, max_attempts
     )
 
 
+def preload() -> None:
+    """Import boto3 and fill the shared loader with S3's service model and endpoint tables, by making a client
+    that never connects (explicit dummy credentials: nothing is looked up). The run-worker template calls this,
+    so each forked run worker starts with it instead of spending ~0.3 s on it in its first S3 op."""
+    s3_client(endpoint_url="http://127.0.0.1:9", region_name="us-east-1", aws_access_key_id="preload",
+              aws_secret_access_key="preload")
+
+
 def s3_client_from_env() -> Any:
     """The client for ``FLIP_S3_ENDPOINT_URL``/``FLIP_S3_REGION`` with boto3's default credential chain."""
     return s3_client(endpoint_url=settings.s3_endpoint_url(), region_name=settings.s3_region())
