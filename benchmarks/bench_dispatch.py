@@ -236,9 +236,10 @@ def rss(stack: DevStack) -> None:
             status = wait_until(lambda j=fl_job_id: job_ended(stack, j), timeout=600, interval=0.5,
                                 what="the training to end")
             stack.wait_idle(timeout=600)
-        for peak, median in sampler.summary():
+        for rss_peak, rss_median, uss_peak, uss_median in sampler.summary():
             print(f"{backend.value} training ({status}, {time.monotonic() - started:.0f} s): run worker RSS peak "
-                  f"{peak:.0f} MiB, median {median:.0f} MiB")
+                  f"{rss_peak:.0f} MiB, median {rss_median:.0f} MiB; USS (its own pages) peak {uss_peak:.0f} MiB, "
+                  f"median {uss_median:.0f} MiB")
 
 
 def main() -> None:

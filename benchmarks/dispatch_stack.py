@@ -184,6 +184,18 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[21]) * PAGE, (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def memory(pid: int) -> tuple[float, float] | None:
+    """(RSS, USS) in MiB: all resident pages, and the pages this process alone holds (private). A worker forked
+    from the run-worker template shares the template's pages until it writes to them: they count in its RSS, but
+    only its USS is what one more training costs."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return None
+    kib = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in lines[1:]) if v.strip()}
+    return kib.get("Rss", 0) / 1024, (kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)) / 1024
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -194,10 +206,15 @@ def cmdline(pid: int) -> str:
 FLOWER = "Flower (SuperLink + 2 SuperNodes)"
 
 
+TEMPLATE = "flip_pipelines.launcher.template"
+
+
 def component(pid: int) -> str:
     """Which part of the stack a process is, from its command line."""
     line = cmdline(pid)[:160]
-    for needle, name in (("spawn_main", "Dagster run worker"), ("resource_tracker", "Dagster run worker"),
+    if TEMPLATE in line:
+        return "Dagster run worker" if TEMPLATE in cmdline(_parent(pid)) else "run-worker template"
+    for needle, name in (("api execute_run", "Dagster run worker"),
                          ("-m dagster_webserver", "Dagster webserver"), ("-m dagster._daemon", "Dagster daemon"),
                          ("dagster api grpc", "Dagster code server"), ("code-server start", "Dagster code server"),
                          ("bin/dg dev", "Dagster dev (dg)"), ("weed server", "S3 (SeaweedFS)"),
@@ -217,8 +234,8 @@ def _parent(pid: int) -> int:
 
 
 def run_workers(root: int) -> list[int]:
-    """Dagster run workers: the code server's multiprocessing children (not the FL servers' own)."""
-    return [p for p in descendants(root) if "spawn_main" in cmdline(p) and "api grpc" in cmdline(_parent(p))]
+    """Dagster run workers: forked from the run-worker template, or started cold (not the FL servers' own)."""
+    return [p for p in descendants(root) if component(p) == "Dagster run worker"]
 
 
 def stack_usage(root: int, seconds: float) -> dict[str, tuple[float, float, int]]:
@@ -239,7 +256,7 @@ def stack_usage(root: int, seconds: float) -> dict[str, tuple[float, float, int]
 
 
 class RssSampler:
-    """Samples the RSS of every Dagster run worker under ``root`` every 0.2 s: peak and median per worker."""
+    """Samples the RSS and USS (``memory``) of every Dagster run worker under ``root`` every 0.2 s."""
 
     def __init__(self, root: int) -> None:
         self.root, self.samples = root, {}  # type: ignore[var-annotated]
@@ -258,11 +275,13 @@ class RssSampler:
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
             for pid in set(run_workers(self.root)) - self.earlier:
-                if (stat := _stat(pid)) is not None:
-                    self.samples.setdefault(pid, []).append(stat[0] / 2**20)
+                if (sample := memory(pid)) is not None:
+                    self.samples.setdefault(pid, []).append(sample)
 
-    def summary(self) -> list[tuple[float, float]]:
-        return [(max(s), statistics.median(s)) for s in self.samples.values() if s]
+    def summary(self) -> list[tuple[float, float, float, float]]:
+        """Per worker: RSS peak and median, USS peak and median (MiB)."""
+        return [(max(r for r, _ in s), statistics.median(r for r, _ in s), max(u for _, u in s),
+                 statistics.median(u for _, u in s)) for s in self.samples.values() if s]
 
 
 def seconds(values: Iterable[float]) -> str:

@@ -24,7 +24,8 @@ from flip_pipelines.local.postgres import LocalPostgres
 from flip_pipelines.local.processes import descendants, pid_alive, start_process, wait_until
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-DEFAULT_RUN_LAUNCHER = {"module": "dagster.core.launcher", "class": "DefaultRunLauncher"}
+LOCAL_RUN_LAUNCHER = {"module": "flip_pipelines.launcher", "class": "PrewarmedRunLauncher",
+                      "config": {"preload_modules": ["flip_pipelines.definitions"]}}
 # what compose would get from deploy/.env and the Docker host; every other variable comes from the compose file
 HOST_SCOPED = ("FLIP_", "DAGSTER_", "AWS_", "POSTGRES_")
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -77,10 +78,10 @@ def local_command(command: list[str], options: Mapping[str, str]) -> list[str]:
 
 
 def local_instance_config(path: Path = DEPLOY / "dagster.production.yaml", **run_monitoring: Any) -> dict[str, Any]:
-    """The production instance config with the DefaultRunLauncher in place of the DockerRunLauncher (and any
+    """The production instance config with the PrewarmedRunLauncher in place of the DockerRunLauncher (and any
     ``run_monitoring`` values given, e.g. a shorter ``poll_interval_seconds``)."""
     config = yaml.safe_load(path.read_text())
-    config["run_launcher"] = dict(DEFAULT_RUN_LAUNCHER)
+    config["run_launcher"] = dict(LOCAL_RUN_LAUNCHER)
     config["run_monitoring"] = {**config["run_monitoring"], **run_monitoring}
     return config
 
