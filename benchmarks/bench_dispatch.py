@@ -192,7 +192,13 @@ def parallel_sample(stack: DevStack, via: str) -> tuple[float, list[float]]:
         thread.start()
     for thread in threads:
         thread.join()
-    created = min(stack.timeline(j)["created"] for j in jobs)
+    marks = {j: stack.timeline(j) for j in jobs}
+    for j in sorted(jobs, key=lambda j: running[j]):
+        m = marks[j]
+        print("    job " + ", ".join(f"{name} {m[key] - t0:.1f}" for name, key in (
+            ("created", "created"), ("STARTING", "starting"), ("STARTED", "started"), ("submitted", "submit:end"))
+            if key in m) + f", RUNNING {running[j] - t0:.1f} s ({net_of(stack, j)})")
+    created = min(m["created"] for m in marks.values())
     return created - t0, sorted(running[j] - t0 for j in jobs)
 
 

@@ -5,7 +5,7 @@ model's ``config.json`` asked for."""
 import io
 import math
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +45,13 @@ def configured_rounds(config: object) -> int | None:
     return rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None
 
 
-def _weights_problems(archive: Path) -> tuple[list[str], str | None, int]:
-    import numpy as np  # at a training's end only: not in a run worker's start nor its memory while it trains
+WeightsFinding = tuple[list[str], str | None, int]  # problems, the archive member judged, its arrays
+
+
+def inspect_weights(archive: Path | str) -> WeightsFinding:
+    """Load the trained weights from a result archive and find what is wrong with them. It needs numpy (12 MiB
+    once imported): a run worker calls it in a short-lived process of its own, see ``assets.checks``."""
+    import numpy as np
 
     try:
         with zipfile.ZipFile(archive) as result:
@@ -66,14 +71,14 @@ def _weights_problems(archive: Path) -> tuple[list[str], str | None, int]:
     return problems, member, len(arrays)
 
 
-def check_training_result(archive: Path | None, points: Sequence[MetricPoint],
-                          rounds_configured: int | None) -> ResultCheck:
+def check_training_result(archive: Path | None, points: Sequence[MetricPoint], rounds_configured: int | None,
+                          inspect: Callable[[Path], WeightsFinding] = inspect_weights) -> ResultCheck:
     """Every way a finished training's result falls short; ``archive`` None when the net's FL server keeps the
     result (FLIP's nets upload it themselves), in which case only metrics and rounds are judged."""
     problems: list[str] = []
     weights, arrays = None, 0
     if archive is not None:
-        found, weights, arrays = _weights_problems(archive)
+        found, weights, arrays = inspect(archive)
         problems += found
     not_finite = sorted({f"{p.label} (round {p.global_round})" for p in points if not math.isfinite(p.result)})
     if not_finite:

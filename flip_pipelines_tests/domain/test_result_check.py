@@ -59,3 +59,17 @@ def test_missing_rounds_and_non_finite_metrics_fail_even_without_an_archive() ->
 ])
 def test_configured_rounds_follow_config_json(config: object, rounds: int | None) -> None:
     assert configured_rounds(config) == rounds
+
+
+def test_the_run_worker_inspects_weights_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """The asset check's path: the same findings as in-process, from a spawned process (numpy stays out of the
+    run worker), for a good and a broken result."""
+    from flip_pipelines.assets.checks import inspect_weights_apart
+    from flip_pipelines.domain.result_check import inspect_weights
+
+    for name in ("good", "bad"):
+        (tmp_path / name).mkdir()
+    good = _archive(tmp_path / "good", {"m/global.npz": {"w": np.ones(3)}})
+    bad = _archive(tmp_path / "bad", {"m/global.npz": {"w": np.array([1.0, math.nan])}})
+    assert inspect_weights_apart(good) == inspect_weights(good) == ([], "m/global.npz", 1)
+    assert inspect_weights_apart(bad) == inspect_weights(bad) == (["weights not finite: w"], "m/global.npz", 1)
