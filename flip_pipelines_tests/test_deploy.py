@@ -96,6 +96,7 @@ def test_the_production_instance_loads_in_dagster_with_its_policies(postgres_ser
         assert type(instance.run_launcher).__name__ == "DockerRunLauncher"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_monitoring_enabled
+        assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 4, "num_submit_workers": 4}
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert not instance.run_retries_retry_on_asset_or_op_failure, "infrastructure failures only"
         assert instance.run_monitoring_max_resume_run_attempts == 0, "the reconcile sensor restarts or resumes"
@@ -122,7 +123,13 @@ def test_helm_values_configure_the_official_chart_as_the_instance_does() -> None
         INSTANCE["concurrency"]["runs"]["tag_concurrency_limits"]
     coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert not {"maxConcurrentRuns", "tagConcurrencyLimits"} & set(coordinator), "limits set in one place only"
+    assert (coordinator["dequeueUseThreads"], coordinator["dequeueNumWorkers"]) == \
+        (INSTANCE["run_coordinator"]["config"]["dequeue_use_threads"],
+         INSTANCE["run_coordinator"]["config"]["dequeue_num_workers"])
     daemon = values["dagsterDaemon"]
+    assert daemon["sensors"] == {"useThreads": INSTANCE["sensors"]["use_threads"],
+                                 "numWorkers": INSTANCE["sensors"]["num_workers"],
+                                 "numSubmitWorkers": INSTANCE["sensors"]["num_submit_workers"]}
     assert daemon["runMonitoring"]["enabled"] and daemon["runMonitoring"]["maxResumeRunAttempts"] == 0
     assert daemon["runRetries"] == {"enabled": True, "maxRetries": INSTANCE["run_retries"]["max_retries"],
                                     "retryOnAssetOrOpFailure": False}
