@@ -1,6 +1,7 @@
-"""PrewarmedRunLauncher on a real Dagster instance: runs forked from the warm template execute like cold ones, run
-monitoring's health check sees a killed worker, termination cancels, and an edited source file retires the
-template. The jobs live in a module written to a temporary folder, so the test can edit it."""
+"""PrewarmedRunLauncher on a real Dagster instance: runs forked from the template execute like cold ones, run
+monitoring's health check sees a killed worker, termination cancels, an edited source file retires the template,
+and a template that cannot import leaves runs to start cold. The jobs live in a module written to a temporary
+folder, so the test can edit it."""
 
 import os
 import sys
@@ -14,7 +15,6 @@ from dagster import DagsterInstance, DagsterRunStatus, instance_for_test
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.launcher import WorkerStatus
 
-from flip_pipelines.launcher import PrewarmedRunLauncher
 from flip_pipelines.launcher.workers import RunWorker
 from flip_pipelines.local.processes import kill_tree, wait_until
 
@@ -91,32 +91,26 @@ def wait_status(instance: DagsterInstance, run_id: str, *statuses: DagsterRunSta
                       timeout=timeout, what=f"run {run_id} to be {statuses}")
 
 
-def wait_warm(instance: DagsterInstance) -> None:
-    launcher = instance.run_launcher
-    assert isinstance(launcher, PrewarmedRunLauncher)
-    wait_until(launcher.template_ready, timeout=90, what="the warm template")
-
-
-def test_runs_start_cold_then_forked_from_the_template(instance: DagsterInstance, jobs_module: str) -> None:
+def test_the_first_run_waits_for_the_template_and_the_next_fork_at_once(instance: DagsterInstance,
+                                                                       jobs_module: str) -> None:
     first = launch(instance, jobs_module, "quick")
-    assert "started cold" in launcher_message(instance, first)
+    assert "forked from the run-worker template" in launcher_message(instance, first)
     assert wait_status(instance, first, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
 
-    wait_warm(instance)
     started = time.monotonic()
     second = launch(instance, jobs_module, "quick")
-    assert "forked from the warm template" in launcher_message(instance, second)
+    launched = time.monotonic() - started
+    assert "forked from the run-worker template" in launcher_message(instance, second)
     assert wait_status(instance, second, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
     worker = RunWorker.from_tags(instance.get_run_by_id(second).tags)  # type: ignore[union-attr]
     assert worker is not None and worker.started
     # the worker Dagster reports is the forked one, and it ran the op
     assert any(f"Started process for run (pid: {worker.pid})" in (e.message or "") for e in instance.all_logs(second))
-    print(f"forked run: launch to SUCCESS in {time.monotonic() - started:.2f} s")
+    assert any((e.user_message or "").startswith(f"version v1 in pid {worker.pid}") for e in instance.all_logs(second))
+    print(f"forked run: launched in {launched:.2f} s, SUCCESS {time.monotonic() - started:.2f} s after launch")
 
 
 def test_health_check_sees_a_killed_worker(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
-    launch(instance, jobs_module, "quick")
-    wait_warm(instance)
     release = tmp_path / "release"
     run_id = launch(instance, jobs_module, "held", {"ops": {"hold": {"config": {"release": str(release)}}}})
     wait_status(instance, run_id, DagsterRunStatus.STARTED)
@@ -135,8 +129,6 @@ def test_health_check_sees_a_killed_worker(instance: DagsterInstance, jobs_modul
 
 
 def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
-    launch(instance, jobs_module, "quick")
-    wait_warm(instance)
     run_id = launch(instance, jobs_module, "held", {"ops": {"hold": {"config": {"release": str(tmp_path / "r")}}}})
     assert "forked" in launcher_message(instance, run_id)
     wait_status(instance, run_id, DagsterRunStatus.STARTED)
@@ -147,33 +139,28 @@ def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: 
 
 
 def test_an_edited_source_retires_the_template(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
-    launch(instance, jobs_module, "quick")
-    wait_warm(instance)
+    before = launch(instance, jobs_module, "quick")
+    assert wait_status(instance, before, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
+    template = instance.run_launcher._template.process.pid  # type: ignore[attr-defined]
     source = tmp_path / f"{jobs_module}.py"
     source.write_text(JOBS.format(version="v2"))
     mtime = source.stat().st_mtime_ns + 1_000_000_000  # a clock tick later, even on coarse file systems
     os.utime(source, ns=(mtime, mtime))
     edited = launch(instance, jobs_module, "quick")
-    assert "started cold" in launcher_message(instance, edited)
+    assert "forked from the run-worker template" in launcher_message(instance, edited)
+    assert instance.run_launcher._template.process.pid != template  # type: ignore[attr-defined]
     assert wait_status(instance, edited, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
-    wait_warm(instance)
-    forked = launch(instance, jobs_module, "quick")
-    assert "forked" in launcher_message(instance, forked)
-    assert wait_status(instance, forked, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
-    for run_id in (edited, forked):
-        assert any((e.user_message or "").startswith("version v2") for e in instance.all_logs(run_id))
+    assert any((e.user_message or "").startswith("version v2") for e in instance.all_logs(edited))
+    assert any((e.user_message or "").startswith("version v1") for e in instance.all_logs(before))
 
 
 def test_a_template_that_cannot_import_leaves_runs_cold(jobs_module: str) -> None:
     overrides = {"run_launcher": {"module": "flip_pipelines.launcher", "class": "PrewarmedRunLauncher",
                                   "config": {"preload_modules": ["no_such_module_here"]}}}
     with instance_for_test(overrides=overrides) as instance:
-        runs = [launch(instance, jobs_module, "quick")]
-        launcher = instance.run_launcher
-        wait_until(lambda: launcher.template_ready() is False, timeout=90, what="the template to fail")
-        runs.append(launch(instance, jobs_module, "quick"))
+        runs = [launch(instance, jobs_module, "quick"), launch(instance, jobs_module, "quick")]
         for run_id in runs:
-            assert "started cold" in launcher_message(instance, run_id)
+            assert "started cold (the template failed: ModuleNotFoundError" in launcher_message(instance, run_id)
             assert wait_status(instance, run_id, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == \
                 DagsterRunStatus.SUCCESS
-        launcher.dispose()
+        instance.run_launcher.dispose()
