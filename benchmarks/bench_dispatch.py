@@ -89,12 +89,13 @@ def follow(stack: DevStack, fl_job_id: str, abort: bool = True) -> float:
 # --- single: one job at a time, per backend ---------------------------------------------------------------------
 
 
-def direct_sample(stack: DevStack, backend: FLBackend) -> float:
+def direct_sample(stack: DevStack, backend: FLBackend, net: str | None = None, model_id: uuid.UUID | None = None,
+                  started: float | None = None) -> float:
     """The same model bundled, presigned, uploaded and submitted by a script through the net's FL API."""
-    model_id = stack.new_model(backend)
-    endpoint = stack.endpoint(f"net-{backend.value}")
+    model_id = model_id or stack.new_model(backend)
+    endpoint = stack.endpoint(net or f"net-{backend.value}")
     bundles = store(stack)
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     result = bundles.bundle(str(model_id), backend)
     urls = bundles.presign(result.keys)
     with FLApiClient(endpoint, stack.env["FLIP_FL_API_TOKEN"]) as client:
@@ -197,13 +198,37 @@ def parallel_sample(stack: DevStack, via: str) -> tuple[float, list[float]]:
         m = marks[j]
         print("    job " + ", ".join(f"{name} {m[key] - t0:.1f}" for name, key in (
             ("created", "created"), ("STARTING", "starting"), ("STARTED", "started"), ("submitted", "submit:end"))
-            if key in m) + f", RUNNING {running[j] - t0:.1f} s ({net_of(stack, j)})")
+            if key in m) + f", RUNNING {running[j] - t0:.1f} s")
     created = min(m["created"] for m in marks.values())
     return created - t0, sorted(running[j] - t0 for j in jobs)
 
 
+PARALLEL_NETS = (("net-nvflare", FLBackend.NVFLARE), ("net-nvflare-2", FLBackend.NVFLARE),
+                 ("net-flower", FLBackend.FLOWER), ("net-flower-2", FLBackend.FLOWER))
+
+
+def direct_parallel_sample(stack: DevStack) -> list[float]:
+    """The floor the FL servers set: 4 models bundled, uploaded and submitted by a script to the 4 nets at once,
+    each job's seconds to RUNNING."""
+    models = {net: stack.new_model(backend) for net, backend in PARALLEL_NETS}
+    started = time.monotonic()
+    running: dict[str, float] = {}
+    threads = [threading.Thread(target=lambda n=net, b=backend: running.__setitem__(
+        n, direct_sample(stack, b, n, models[n], started))) for net, backend in PARALLEL_NETS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(running.values())
+
+
 def parallel(stack: DevStack, work: Path, repeat: int) -> tuple[list[int], list[object]]:
     pids, nets = second_nets(stack, work)
+    for _ in range(repeat):
+        stack.wait_idle()
+        time.sleep(2)
+        print(f"4 jobs submitted directly at once (a script, through the FL APIs): RUNNING at "
+              f"{seconds(direct_parallel_sample(stack))} s")
     for via in ("rows", "enqueue"):
         for _ in range(repeat):
             stack.wait_idle()
