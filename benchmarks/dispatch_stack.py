@@ -26,7 +26,7 @@ from flip_pipelines.db.models import FLJob
 from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import FLBackend, FLJobStatus
 from flip_pipelines.fl_api.client import FLApiClient
-from flip_pipelines.local.processes import descendants, free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.processes import descendants, free_port, parent_pid, start_process, stop_pid, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -213,7 +213,7 @@ def component(pid: int) -> str:
     """Which part of the stack a process is, from its command line."""
     line = cmdline(pid)[:160]
     if TEMPLATE in line:
-        return "Dagster run worker" if TEMPLATE in cmdline(_parent(pid)) else "run-worker template"
+        return "Dagster run worker" if TEMPLATE in cmdline(parent_pid(pid)) else "run-worker template"
     for needle, name in (("api execute_run", "Dagster run worker"),
                          ("-m dagster_webserver", "Dagster webserver"), ("-m dagster._daemon", "Dagster daemon"),
                          ("dagster api grpc", "Dagster code server"), ("code-server start", "Dagster code server"),
@@ -224,13 +224,6 @@ def component(pid: int) -> str:
         if needle in line:
             return name
     return line[:60] or "?"
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError):
-        return 0
 
 
 def run_workers(root: int) -> list[int]:

@@ -26,7 +26,7 @@ from flip_pipelines.db.models import FLJob, FLScheduler, Model
 from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.fl_api.client import FLApiClient
-from flip_pipelines.local.processes import kill_tree, wait_until
+from flip_pipelines.local.processes import kill_tree, parent_pid, wait_until
 from flip_pipelines.local.production import DEPLOY, ComposeDagster, start_compose_postgres
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import list_keys
@@ -211,9 +211,10 @@ def test_both_nets_train_end_to_end(production: Production) -> None:
 
 
 def test_a_killed_run_worker_is_detected_and_its_training_recovered(production: Production) -> None:
-    """SIGKILL the run worker of a submitted training (with its children, as a container dies), found by the pid
-    its run logged and checked to be under the daemon that launched it. Run monitoring's worker health check —
-    what, in compose, asks Docker about each run's container — marks the run FAILURE within its poll interval.
+    """SIGKILL the run worker of a submitted training, found by the pid its run logged and checked to be under the
+    daemon that launched it, together with the template it was forked from (which would otherwise report its
+    death at once): as when a container dies, nothing but run monitoring's worker health check — what, in compose,
+    asks Docker about each run's container — can notice, and it marks the run FAILURE within its poll interval.
     Then the reconcile sensor resumes the training, the FL job the server already runs ends it COMPLETED, with no
     second FL job, no Dagster retry and the net free."""
     dagster = production.dagster
@@ -228,7 +229,7 @@ def test_a_killed_run_worker_is_detected_and_its_training_recovered(production: 
     pid = int(next(m.group(1) for m in map(WORKER_PID.search, _messages(production, run["runId"])) if m))
     tree = dagster.process_tree()
     assert pid in tree["daemon"][1:], f"run worker {pid} is not under the daemon: {tree}"
-    kill_tree(pid)
+    kill_tree(parent_pid(pid))  # the template, the worker and its log-capturing `tail`
     killed = time.monotonic()
     poll_interval = dagster.instance["run_monitoring"]["poll_interval_seconds"]
     status = _run_end(production, run["runId"], timeout=poll_interval + 60)

@@ -14,12 +14,15 @@ and Kubernetes launchers run in a container — so a run behaves the same; only 
 - **Cold fallback.** A template that fails to import the code location is dropped, and the run starts cold, as
   ``dagster api execute_run`` in a new process: it reports the import error in its own logs, as it would under
   the default launcher. So does a run whose template is still warming after ``template_wait_seconds``.
-- **Run monitoring.** The worker's PID and start time are tagged on the run, so run monitoring
-  (``check_run_worker_health``) sees a dead worker from the daemon, and termination signals it from any process.
+- **A dead worker.** The template is every worker's parent: it fails the run of a worker that exited before its
+  run finished, at once, as Dagster's code server does for the workers it spawns. The worker's PID and start
+  time are also tagged on the run, so run monitoring (``check_run_worker_health``) sees a dead worker that nobody
+  reported (template and worker both gone), and termination signals it from any process.
 - **Same host.** Workers run where the daemon runs: this is the launcher of the single-machine ``make dev``
   stack; deployments over several machines use the Docker or Kubernetes launcher (``deploy/``).
 """
 
+import contextlib
 import json
 import os
 import select
@@ -89,28 +92,25 @@ class _Template:
                   file=sys.stderr)
         return self.ready
 
-    def fork(self, run_json: str) -> RunWorker | None:
-        """A run worker forked for ``run_json``; None when the template is stale or gone (it is stopped)."""
+    def fork(self, run_id: str, run_json: str) -> RunWorker | None:
+        """A run worker forked for ``run_json``; None when the template is stale, gone or unresponsive."""
         try:
-            self._send({"run": run_json})
+            self._send({"run": run_json, "run_id": run_id})
         except (BrokenPipeError, OSError):
-            self.stop()
             return None
         reply = self._read(REPLY_TIMEOUT_SECONDS)
         if not reply or "pid" not in reply:
-            self.stop()
+            if reply is None:  # unresponsive: it serves no run well any more
+                self.process.kill()
             return None
         return RunWorker(int(reply["pid"]), str(reply.get("started", "")))
 
-    def stop(self) -> None:
+    def retire(self) -> None:
+        """Close its pipes: it forks nothing more, and exits once the workers it watches have ended."""
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
-                stream.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
@@ -124,6 +124,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         self._template_wait = template_wait_seconds
         self._lock = threading.Lock()
         self._template: _Template | None = None
+        self._retired: list[subprocess.Popen[bytes]] = []  # templates still watching their workers
         self._cold: list[subprocess.Popen[bytes]] = []
         super().__init__()
 
@@ -148,7 +149,13 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
         return cls(inst_data=inst_data, **config_value)
 
-    def _warm_worker(self, run_json: str) -> tuple[RunWorker | None, str]:
+    def _retire_template(self) -> None:
+        assert self._template is not None
+        self._template.retire()
+        self._retired = [t for t in self._retired if t.poll() is None] + [self._template.process]
+        self._template = None
+
+    def _warm_worker(self, run_id: str, run_json: str) -> tuple[RunWorker | None, str]:
         """A worker forked from the template, waiting for it to warm up if it is new (or replacing it once if a
         source file changed); (None, why) when the run must start cold."""
         with self._lock:
@@ -160,12 +167,11 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
                 ready = self._template.wait_ready(max(deadline - time.monotonic(), 0))
                 if ready is None:
                     return None, f"the template was still warming up after {self._template_wait:.0f} s"
-                worker = self._template.fork(run_json) if ready else None
+                worker = self._template.fork(run_id, run_json) if ready else None
                 if worker is not None:
                     return worker, ""
                 error = self._template.error
-                self._template.stop()
-                self._template = None
+                self._retire_template()
                 if error:  # it cannot import the code location: the next launch tries a new one
                     return None, f"the template failed: {error}"
             return None, "the template ended"
@@ -186,7 +192,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         run_json = serialize_value(ExecuteRunArgs(job_origin=run.job_code_origin,  # type: ignore[arg-type]
                                                   run_id=run.run_id, instance_ref=self._instance.get_ref()))
         started = time.monotonic()
-        worker, why_cold = self._warm_worker(run_json)
+        worker, why_cold = self._warm_worker(run.run_id, run_json)
         how = "forked from the run-worker template"
         if worker is None:
             worker, how = self._cold_worker(run_json), f"started cold ({why_cold})"
@@ -226,5 +232,4 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
     def dispose(self) -> None:
         with self._lock:
             if self._template is not None:
-                self._template.stop()
-                self._template = None
+                self._retire_template()

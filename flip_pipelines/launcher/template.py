@@ -9,20 +9,25 @@ run in a new container — so the run executes exactly as it would there.
 Protocol, one JSON object per line: the launcher sends ``{"modules": [...], "instance_ref": ...}``, the template
 answers ``{"ready": true}`` (or ``{"error": ...}`` and exits); then each ``{"run": <ExecuteRunArgs>}`` is
 answered ``{"pid": ..., "started": ...}``, or ``{"stale": <file>}`` when a source file of the preloaded packages
-changed since: the template exits and the launcher starts a fresh one, so a run never executes older code than a
-cold start would. The template exits when its launcher's end of the pipe closes.
+changed since: the template forks nothing more and the launcher starts a fresh one, so a run never executes older
+code than a cold start would. The template reaps its workers: one that exits before its run finished fails the
+run at once. Once its launcher's end of the pipe closes (or it went stale), the template exits when its last
+worker has.
 """
 
 import atexit
 import importlib
 import json
 import os
+import select
 import signal
 import sys
 import traceback
 from pathlib import Path
 
 from flip_pipelines.launcher.workers import start_ticks
+
+REAP_INTERVAL_SECONDS = 0.5
 
 
 def _reply(control: int, message: dict[str, object]) -> None:
@@ -86,7 +91,6 @@ def _run_worker(run_json: str, control: int) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         from dagster._cli.api import execute_run_command
         from dagster._utils.interrupts import setup_interrupt_handlers
@@ -107,33 +111,101 @@ def _run_worker(run_json: str, control: int) -> None:
             os._exit(code)
 
 
+class _Lines:
+    """Whole lines from a pipe, waiting at most ``timeout`` seconds for the next (a buffered reader would hide
+    lines from ``select``)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buffer, self.closed = fd, b"", False
+
+    def next(self, timeout: float) -> str | None:
+        while b"\n" not in self.buffer and not self.closed:
+            if not select.select([self.fd], [], [], timeout)[0]:
+                return None
+            chunk = os.read(self.fd, 65536)
+            self.closed = not chunk
+            self.buffer += chunk
+        if b"\n" not in self.buffer:
+            return None
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+
+def _report_if_unfinished(instance_ref: str, run_id: str, exit_code: int) -> None:
+    """In a forked child: a run whose worker exited before the run finished is failed, with the exit explained —
+    what Dagster's code server does for the workers it spawns, so a killed worker's run fails at once instead of
+    at run monitoring's next poll."""
+    code = 1
+    try:
+        from dagster._core.instance import DagsterInstance, InstanceRef
+        from dagster._serdes import deserialize_value
+        from dagster._utils import get_run_crash_explanation
+
+        with DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef)) as instance:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and not run.is_finished:
+                message = get_run_crash_explanation(prefix=f"Run execution process for {run_id}",
+                                                    exit_code=exit_code)
+                instance.report_engine_event(message, run)
+                instance.report_run_failed(run)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
 def main() -> int:
     control = os.dup(1)
     os.dup2(2, 1)  # stray prints of user code go to stderr, never into the protocol
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: os._exit(0))
-    stdin = sys.stdin.buffer
-    setup = json.loads(stdin.readline() or "{}")
-    modules = list(setup.get("modules", []))
+    requests = _Lines(0)
+    setup = json.loads(requests.next(timeout=60) or "{}")
+    modules, instance_ref = list(setup.get("modules", [])), setup.get("instance_ref")
     try:
-        preload(modules, setup.get("instance_ref"))
+        preload(modules, instance_ref)
     except BaseException as exc:  # the launcher starts runs cold, and they report the error in the run
         _reply(control, {"error": f"{type(exc).__name__}: {exc}"})
         return 1
     mtimes = source_mtimes(modules)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # run workers are reaped by the kernel
+    workers: dict[int, str] = {}  # pid → run id
     _reply(control, {"ready": True})
-    for line in stdin:
+    while not requests.closed or workers:
+        line = requests.next(timeout=REAP_INTERVAL_SECONDS) if not requests.closed else None
+        if requests.closed and line is None:
+            select.select([], [], [], REAP_INTERVAL_SECONDS)  # serve the running workers' deaths, then exit
+        for pid, exit_code in _reaped():
+            run_id = workers.pop(pid, None)
+            if run_id and instance_ref and os.fork() == 0:
+                _report_if_unfinished(instance_ref, run_id, exit_code)
+        if line is None:
+            continue
         request = json.loads(line)
         stale = changed_file(mtimes)
         if stale:
             _reply(control, {"stale": stale})
-            return 0
+            requests.closed = True
+            continue
         pid = os.fork()
         if pid == 0:
             _run_worker(request["run"], control)
+        workers[pid] = request.get("run_id", "")
         _reply(control, {"pid": pid, "started": start_ticks(pid)})
     return 0
+
+
+def _reaped() -> list[tuple[int, int]]:
+    """(pid, exit code) of every child that ended since the last call (reporters included)."""
+    ended = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended.append((pid, os.waitstatus_to_exitcode(status)))
 
 
 if __name__ == "__main__":

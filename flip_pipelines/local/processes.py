@@ -133,6 +133,14 @@ def read_pids(path: Path) -> dict[str, int]:
     return {k: int(v) for k, v in json.loads(path.read_text()).items()}
 
 
+def parent_pid(pid: int) -> int:
+    """The parent of ``pid`` (from /proc); 0 once ``pid`` is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid`` (read from /proc), deepest first.
 
@@ -141,11 +149,7 @@ def descendants(pid: int) -> list[int]:
     """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
+        if entry.isdigit() and (parent := parent_pid(int(entry))):
             children.setdefault(parent, []).append(int(entry))
     found: list[int] = []
     stack = list(children.get(pid, []))

@@ -110,28 +110,47 @@ def test_the_first_run_waits_for_the_template_and_the_next_fork_at_once(instance
     print(f"forked run: launched in {launched:.2f} s, SUCCESS {time.monotonic() - started:.2f} s after launch")
 
 
-def test_health_check_sees_a_killed_worker(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
-    release = tmp_path / "release"
-    run_id = launch(instance, jobs_module, "held", {"ops": {"hold": {"config": {"release": str(release)}}}})
+def held_run(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> tuple[str, RunWorker]:
+    run_id = launch(instance, jobs_module, "held", {"ops": {"hold": {"config": {"release": str(tmp_path / "r")}}}})
     wait_status(instance, run_id, DagsterRunStatus.STARTED)
-    run = instance.get_run_by_id(run_id)
-    assert run is not None
-    launcher = instance.run_launcher
-    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
-    worker = RunWorker.from_tags(run.tags)
+    worker = RunWorker.from_tags(instance.get_run_by_id(run_id).tags)  # type: ignore[union-attr]
     assert worker is not None and worker.alive()
+    return run_id, worker
+
+
+def test_a_killed_worker_fails_its_run_at_once(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
+    """The template, parent of its workers, fails the run of one that died, as the code server does for its own."""
+    run_id, worker = held_run(instance, jobs_module, tmp_path)
     kill_tree(worker.pid)  # with its log-capturing `tail`, as a container's death would
+    assert wait_status(instance, run_id, DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS, timeout=15) == \
+        DagsterRunStatus.FAILURE
+    assert any(f"Run execution process for {run_id}" in (e.message or "") and "signal 9" in (e.message or "")
+               for e in instance.all_logs(run_id))
+
+
+def test_health_check_sees_a_dead_worker_nobody_reported(instance: DagsterInstance, jobs_module: str,
+                                                          tmp_path: Path) -> None:
+    """Template and worker both killed (the machine lost them): run monitoring's health check says FAILED, and
+    the next launch warms a new template."""
+    run_id, worker = held_run(instance, jobs_module, tmp_path)
+    launcher = instance.run_launcher
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    kill_tree(launcher._template.process.pid)  # type: ignore[attr-defined]
     wait_until(lambda: not worker.alive(), timeout=10, what="the worker to die")
     health = launcher.check_run_worker_health(run)
     assert health.status == WorkerStatus.FAILED and str(worker.pid) in (health.msg or "")
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
     # a later process given the same PID is not taken for the worker
     assert not RunWorker(os.getpid(), "1").alive()
+    after = launch(instance, jobs_module, "quick")
+    assert "forked from the run-worker template" in launcher_message(instance, after)
+    assert wait_status(instance, after, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
 
 
 def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
-    run_id = launch(instance, jobs_module, "held", {"ops": {"hold": {"config": {"release": str(tmp_path / "r")}}}})
+    run_id, _ = held_run(instance, jobs_module, tmp_path)
     assert "forked" in launcher_message(instance, run_id)
-    wait_status(instance, run_id, DagsterRunStatus.STARTED)
     assert instance.run_launcher.terminate(run_id)
     assert wait_status(instance, run_id, DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE,
                        DagsterRunStatus.SUCCESS) == DagsterRunStatus.CANCELED
