@@ -34,6 +34,8 @@ from dispatch_stack import (
     DevStack,
     RssSampler,
     abort_fl_job,
+    component,
+    memory,
     seconds,
     stack_usage,
     wait_fl_running,
@@ -45,7 +47,7 @@ from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.fl_api.schemas import UploadAppRequest
 from flip_pipelines.local.flower import LocalFlower
 from flip_pipelines.local.nvflare import LocalNVFlare
-from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.processes import descendants, free_port, start_process, stop_pid, wait_until
 from flip_pipelines.resources.bundles import BundleStore
 
 OPS = ("resolve_backend", "validate_clients", "bundle", "presign", "submit")
@@ -271,6 +273,9 @@ def rss(stack: DevStack) -> None:
             print(f"{backend.value} training ({status}, {time.monotonic() - started:.0f} s): run worker RSS peak "
                   f"{rss_peak:.0f} MiB, median {rss_median:.0f} MiB; USS (its own pages) peak {uss_peak:.0f} MiB, "
                   f"median {uss_median:.0f} MiB")
+    for pid in descendants(stack.pid):
+        if component(pid) == "run-worker template" and (held := memory(pid)):
+            print(f"the run-worker template (warm after the first run): RSS {held[0]:.0f} MiB, USS {held[1]:.0f} MiB")
 
 
 def main() -> None:
