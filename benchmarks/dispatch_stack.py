@@ -272,9 +272,13 @@ class RssSampler:
                     self.samples.setdefault(pid, []).append(sample)
 
     def summary(self) -> list[tuple[float, float, float, float]]:
-        """Per worker: RSS peak and median, USS peak and median (MiB)."""
+        """The training's worker (the longest-lived of the processes forked meanwhile: the template also forks a
+        short one to check the run once its worker exits): RSS peak and median, USS peak and median (MiB)."""
+        if not self.samples:
+            return []
+        s = max(self.samples.values(), key=len)
         return [(max(r for r, _ in s), statistics.median(r for r, _ in s), max(u for _, u in s),
-                 statistics.median(u for _, u in s)) for s in self.samples.values() if s]
+                 statistics.median(u for _, u in s))]
 
 
 def seconds(values: Iterable[float]) -> str:
