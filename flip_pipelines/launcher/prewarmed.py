@@ -124,8 +124,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         self._template_wait = template_wait_seconds
         self._lock = threading.Lock()
         self._template: _Template | None = None
-        self._retired: list[subprocess.Popen[bytes]] = []  # templates still watching their workers
-        self._cold: list[subprocess.Popen[bytes]] = []
+        self._children: list[subprocess.Popen[bytes]] = []  # retired templates and cold workers, to be reaped
         super().__init__()
 
     @property
@@ -149,10 +148,14 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
         return cls(inst_data=inst_data, **config_value)
 
+    def _keep_until_reaped(self, process: subprocess.Popen[bytes]) -> None:
+        """Under the lock: keep ``process`` until it ends, and reap the ones that did."""
+        self._children = [p for p in self._children if p.poll() is None] + [process]
+
     def _retire_template(self) -> None:
         assert self._template is not None
-        self._template.retire()
-        self._retired = [t for t in self._retired if t.poll() is None] + [self._template.process]
+        self._template.retire()  # it still watches the workers it forked
+        self._keep_until_reaped(self._template.process)
         self._template = None
 
     def _warm_worker(self, run_id: str, run_json: str) -> tuple[RunWorker | None, str]:
@@ -176,15 +179,10 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
                     return None, f"the template failed: {error}"
             return None, "the template ended"
 
-    def template_ready(self) -> bool | None:
-        """Whether the template can fork a run now; None while it warms or before a first run started one."""
-        with self._lock:
-            return None if self._template is None else self._template.wait_ready(0)
-
     def _cold_worker(self, run_json: str) -> RunWorker:
-        self._cold = [p for p in self._cold if p.poll() is None]  # reap the finished ones
-        process = subprocess.Popen([self._python, "-m", "dagster", "api", "execute_run", run_json])
-        self._cold.append(process)
+        with self._lock:
+            process = subprocess.Popen([self._python, "-m", "dagster", "api", "execute_run", run_json])
+            self._keep_until_reaped(process)
         return RunWorker.of(process.pid)
 
     def launch_run(self, context: LaunchRunContext) -> None:

@@ -10,8 +10,8 @@ Protocol, one JSON object per line: the launcher sends ``{"modules": [...], "ins
 answers ``{"ready": true}`` (or ``{"error": ...}`` and exits); then each ``{"run": <ExecuteRunArgs>}`` is
 answered ``{"pid": ..., "started": ...}``, or ``{"stale": <file>}`` when a source file of the preloaded packages
 changed since: the template forks nothing more and the launcher starts a fresh one, so a run never executes older
-code than a cold start would. The template reaps its workers: one that exits before its run finished fails the
-run at once. Once its launcher's end of the pipe closes (or it went stale), the template exits when its last
+code than a cold start would. The template reaps its workers: one killed or failing before its run finished fails
+the run at once. Once its launcher's end of the pipe closes (or it went stale), the template exits when its last
 worker has.
 """
 
@@ -191,7 +191,8 @@ def main() -> int:
             select.select([], [], [], REAP_INTERVAL_SECONDS)  # serve the running workers' deaths, then exit
         for pid, exit_code in _reaped():
             run_id = workers.pop(pid, None)
-            if run_id and instance_ref and os.fork() == 0:
+            # a clean exit finished its run (one that somehow did not is left to run monitoring)
+            if run_id and instance_ref and exit_code != 0 and os.fork() == 0:
                 _report_if_unfinished(instance_ref, run_id, exit_code)
         if line is None:
             continue
