@@ -26,7 +26,15 @@ from flip_pipelines.db.models import FLJob
 from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import FLBackend, FLJobStatus
 from flip_pipelines.fl_api.client import FLApiClient
-from flip_pipelines.local.processes import descendants, free_port, parent_pid, start_process, stop_pid, wait_until
+from flip_pipelines.local.processes import (
+    descendants,
+    free_port,
+    parent_pid,
+    proc_stat,
+    start_process,
+    stop_pid,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -177,9 +185,7 @@ def abort_fl_job(endpoint: str, token: str, job_id: str) -> None:
 
 def _stat(pid: int) -> tuple[int, float] | None:
     """(RSS bytes, CPU seconds so far) of a process, None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    if (fields := proc_stat(pid)) is None:
         return None
     return int(fields[21]) * PAGE, (int(fields[11]) + int(fields[12])) / TICKS
 

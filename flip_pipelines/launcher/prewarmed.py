@@ -24,8 +24,6 @@ and Kubernetes launchers run in a container — so a run behaves the same; only 
 
 import contextlib
 import json
-import os
-import select
 import signal
 import subprocess
 import sys
@@ -40,6 +38,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
+from flip_pipelines.launcher.template import LineReader
 from flip_pipelines.launcher.workers import RunWorker
 
 REPLY_TIMEOUT_SECONDS = 10.0
@@ -51,7 +50,8 @@ class _Template:
     def __init__(self, python: str, modules: Sequence[str], instance_ref: str | None) -> None:
         self.process = subprocess.Popen([python, "-m", "flip_pipelines.launcher.template"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self._buffer = b""
+        assert self.process.stdout is not None
+        self._replies = LineReader(self.process.stdout.fileno())
         self.ready = False
         self.error = ""
         self._send({"modules": list(modules), "instance_ref": instance_ref})
@@ -62,19 +62,11 @@ class _Template:
         self.process.stdin.flush()
 
     def _read(self, timeout: float) -> dict[str, Any] | None:
-        """The next reply line; None if none came within ``timeout`` seconds; ``{"ended": ...}`` if the template
+        """The next reply; None if none came within ``timeout`` seconds; ``{"ended": ...}`` if the template
         closed its end."""
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return {"ended": True}
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
+        line = self._replies.next(timeout)
+        if line is None:
+            return {"ended": True} if self._replies.closed else None
         return json.loads(line)
 
     def wait_ready(self, timeout: float) -> bool | None:

@@ -25,6 +25,7 @@ import os
 import select
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -124,16 +125,18 @@ def _run_worker(run_json: str, control: int) -> None:
             os._exit(code)
 
 
-class _Lines:
+class LineReader:
     """Whole lines from a pipe, waiting at most ``timeout`` seconds for the next (a buffered reader would hide
-    lines from ``select``)."""
+    lines from ``select``); both ends of the protocol read with it."""
 
     def __init__(self, fd: int) -> None:
         self.fd, self.buffer, self.closed = fd, b"", False
 
     def next(self, timeout: float) -> str | None:
+        """The next line; None if none came in time or the writer closed its end (``closed``)."""
+        deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer and not self.closed:
-            if not select.select([self.fd], [], [], timeout)[0]:
+            if not select.select([self.fd], [], [], max(deadline - time.monotonic(), 0))[0]:
                 return None
             chunk = os.read(self.fd, 65536)
             self.closed = not chunk
@@ -173,7 +176,7 @@ def main() -> int:
     os.dup2(2, 1)  # stray prints of user code go to stderr, never into the protocol
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: os._exit(0))
-    requests = _Lines(0)
+    requests = LineReader(0)
     setup = json.loads(requests.next(timeout=60) or "{}")
     modules, instance_ref = list(setup.get("modules", [])), setup.get("instance_ref")
     try:

@@ -9,23 +9,15 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flip_pipelines.local.processes import proc_stat
+
 PID_TAG = "flip/run_worker_pid"
 STARTED_TAG = "flip/run_worker_started"  # clock ticks after boot (/proc/<pid>/stat field 22)
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (which may hold spaces); None when gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            text = stat.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text[text.rfind(")") + 2:].split()
-
-
 def start_ticks(pid: int) -> str:
     """When ``pid`` started, in clock ticks after boot ("" off Linux or when it is already gone)."""
-    fields = _stat_fields(pid)
+    fields = proc_stat(pid)
     return fields[19] if fields else ""
 
 
@@ -48,7 +40,7 @@ class RunWorker:
 
     def alive(self) -> bool:
         """Running (not a zombie) and the very process that was started, not a later one given its PID."""
-        fields = _stat_fields(self.pid)
+        fields = proc_stat(self.pid)
         if fields is None:
             return False
         if fields[0] in ("Z", "X"):

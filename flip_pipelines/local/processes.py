@@ -92,11 +92,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def _not_zombie(pid: int) -> bool:
+    return (fields := proc_stat(pid)) is not None and fields[0] != "Z"
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses): [0] is the
+    state, [1] the parent, [19] the start time in clock ticks after boot; None once ``pid`` is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"/proc/{pid}/stat").read_text(errors="replace")
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return None
+    return text.rsplit(")", 1)[1].split()
 
 
 def stop_pid(pid: int, *, first_signal: int = signal.SIGTERM, timeout: float = 15.0, group: bool = True) -> None:
@@ -135,10 +141,8 @@ def read_pids(path: Path) -> dict[str, int]:
 
 def parent_pid(pid: int) -> int:
     """The parent of ``pid`` (from /proc); 0 once ``pid`` is gone."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+    fields = proc_stat(pid)
+    return int(fields[1]) if fields else 0
 
 
 def descendants(pid: int) -> list[int]:
