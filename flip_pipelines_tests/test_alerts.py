@@ -2,12 +2,8 @@
 set; the message names the model, net and reason, links the run, and carries no secret. A webhook that is down
 (port closed, then answering 503) loses no alert: each failed run is posted exactly once when it is back."""
 
-import json
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
@@ -16,49 +12,12 @@ from flip_pipelines.definitions import defs
 from flip_pipelines.domain.alert_outbox import AlertOutbox, decode_outbox
 from flip_pipelines.domain.alerts import failure_alert
 from flip_pipelines.sensors.alerts import training_failure_alert_sensor
+from flip_pipelines_tests.webhook_receiver import Receiver
 
 train_model = defs.resolve_job_def("train_model")
 resume_training = defs.resolve_job_def("resume_training")
 queue_watchdog = defs.resolve_job_def("queue_watchdog")
 MODEL_ID = "00000000-0000-4000-8000-000000000001"
-
-
-class Receiver(ThreadingHTTPServer):
-    """A webhook on a port of its own: closed (bound, not listening: connections are refused) until ``open``."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler, bind_and_activate=False)
-        self.server_bind()
-        self.posts: list[dict] = []
-        self.status = 200
-        self.refused_runs: set[str] = set()  # answered 400, as Slack answers a payload it rejects
-        self.serving = False
-
-    def open(self) -> None:
-        self.server_activate()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        self.serving = True
-
-    def answered(self, status: int) -> Counter[str]:
-        """How many posts of each run were answered ``status``."""
-        return Counter(p["run_id"] for p in self.posts if p["status"] == status)
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        run_id = next(f["text"].removeprefix("*Run*\n") for f in body["blocks"][1]["fields"]
-                      if f["text"].startswith("*Run*\n"))
-        status = 400 if run_id in self.server.refused_runs else self.server.status
-        self.server.posts.append({"content_type": self.headers["Content-Type"], "json": body, "run_id": run_id,
-                                  "status": status})
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -67,9 +26,7 @@ def closed_receiver() -> Iterator[Receiver]:
     try:
         yield server
     finally:
-        if server.serving:
-            server.shutdown()
-        server.server_close()
+        server.close()
 
 
 @pytest.fixture
@@ -155,7 +112,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_failed_training_is_posted_with_model_net_reason_and_link(receiver: Receiver,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLIP_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{receiver.server_port}/hooks/T000/B000")
+    monkeypatch.setenv("FLIP_ALERT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("FLIP_DAGSTER_UI_URL", "http://dagster.hub.example:3000/")
     with dg.instance_for_test() as instance:
         sensor = Sensor(instance)
@@ -187,7 +144,7 @@ def test_nothing_is_sent_while_no_webhook_is_set(receiver: Receiver, monkeypatch
 def test_alerts_of_runs_that_failed_while_the_webhook_was_down_are_posted_once_when_it_is_back(
         closed_receiver: Receiver, fast_retries: None, monkeypatch: pytest.MonkeyPatch) -> None:
     receiver = closed_receiver
-    monkeypatch.setenv("FLIP_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{receiver.server_port}/hook")
+    monkeypatch.setenv("FLIP_ALERT_WEBHOOK_URL", receiver.url)
     with dg.instance_for_test() as instance:
         sensor = Sensor(instance)
         sensor.tick()
