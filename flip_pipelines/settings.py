@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from flip_pipelines.domain.alert_outbox import RetrySchedule
     from flip_pipelines.domain.net_options import NetOptions
 
 DATA_DIR_ENV = "FLIP_DATA_DIR"
@@ -181,3 +182,12 @@ def alert_webhook_url() -> str:
 def dagster_ui_url() -> str:
     """The Dagster UI's address, for links in alerts (``FLIP_DAGSTER_UI_URL``); empty: no link."""
     return os.environ.get("FLIP_DAGSTER_UI_URL", "").strip()
+
+
+def alert_retry_schedule() -> "RetrySchedule":
+    """How long an alert the webhook did not take waits before it is sent again: ``FLIP_ALERT_RETRY_SECONDS``
+    (default 10) after the first failed attempt, doubling up to ``FLIP_ALERT_RETRY_MAX_SECONDS`` (default 900)."""
+    from flip_pipelines.domain.alert_outbox import RetrySchedule
+
+    first = max(float(_env("FLIP_ALERT_RETRY_SECONDS", "10")), 0.0)
+    return RetrySchedule(first, max(float(_env("FLIP_ALERT_RETRY_MAX_SECONDS", "900")), first))

@@ -35,6 +35,7 @@ from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import list_keys
 from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi, hub_environment
 from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status, with_config
+from flip_pipelines_tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,7 @@ class Stack:
     buckets: dict[str, str]
     work: Path
     dagster: LocalDagster
+    webhook: Receiver
     _engine: Any = None
 
     def session(self):  # type: ignore[no-untyped-def]
@@ -73,8 +75,19 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
+def webhook() -> Iterator[Receiver]:
+    receiver = Receiver()
+    receiver.open()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_fl_api: RunningFLApi,
-          flower_fl_api: RunningFLApi, postgres_server_url: str, postgres_template: str) -> Iterator[Stack]:
+          flower_fl_api: RunningFLApi, postgres_server_url: str, postgres_template: str,
+          webhook: Receiver) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("daemon")
     url = create_database(postgres_server_url, f"daemon_{uuid.uuid4().hex[:8]}", template=postgres_template)
     env, buckets = hub_environment(work, url, s3_server, "daemon")
@@ -82,6 +95,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         # recovery within seconds: a silent run is lost after 10 s, reconciliation looks every 5 s
         FLIP_MONITOR_STALE_SECONDS="10", FLIP_RECONCILE_INTERVAL_SECONDS="5", FLIP_MONITOR_POLL_SECONDS="1",
         FLIP_CLAIM_GRACE_SECONDS="20", **{CRASH_POINTS_ENV: str(work / "crash_points")},
+        FLIP_ALERT_WEBHOOK_URL=webhook.url,
     )
     (work / "crash_points").touch()
     with new_session(engine := make_engine(url)) as session:
@@ -92,7 +106,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         registry.add_net(session, "net-flower", flower_fl_api.base_url, FLBackend.FLOWER)
     engine.dispose()
     dagster = LocalDagster(workdir=work, env=env, instance_config=REPO / "dagster.yaml")
-    stack = Stack(url=url, env=env, buckets=buckets, work=work, dagster=dagster)
+    stack = Stack(url=url, env=env, buckets=buckets, work=work, dagster=dagster, webhook=webhook)
     try:
         dagster.start()
         yield stack
@@ -231,8 +245,13 @@ def test_a_run_failing_before_submission_frees_the_net(stack: Stack) -> None:
         reasons = [r.log for r in session.exec(select(FLLogs).where(FLLogs.model_id == model_id,
                                                                     FLLogs.success.is_(False)))]
     assert reasons == ["Training failed before submission: validate_clients failed: Clients unavailable: site-3"]
-    assert [r["status"] for r in _runs(stack, fl_job_id)] == ["FAILURE"]
+    [run] = _runs(stack, fl_job_id)
+    assert run["status"] == "FAILURE"
     wait_until(lambda: _nets_free(stack), timeout=30, what="the net to be free")
+    wait_until(lambda: stack.webhook.answered(200)[run["runId"]], timeout=30, interval=0.5,
+               what="the failure alert, posted by the daemon's alert sensor")
+    [alert] = [p for p in stack.webhook.posts if p["run_id"] == run["runId"]]
+    assert "validate_clients failed: Clients unavailable: site-3" in alert["json"]["text"]
 
 
 def test_abort_training_launched_like_the_launchpad_stops_a_running_job(stack: Stack) -> None:
