@@ -1,9 +1,13 @@
 """FLIP's own FL APIs as nets: the hub's client reads their real answers, sends them no token, and bundles NVFlare
-models in the single ``app/`` layout their upload accepts — against a real server that answers as FLIP's does."""
+models in the single ``app/`` layout their upload accepts, configured as FLIP configures it — against a real server
+that answers as FLIP's does."""
 
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from flip_pipelines.demo_models import demo_model_files
@@ -11,7 +15,7 @@ from flip_pipelines.domain.bundle import NvflareLayout
 from flip_pipelines.domain.enums import FLBackend, FLJobStatus
 from flip_pipelines.domain.errors import InvalidInputError
 from flip_pipelines.domain.net_options import FLIP_FL_API, NetOptions, parse_net_options
-from flip_pipelines.fl_api.client import FLApiClient, FLApiNotFoundError, FLApiRequestError
+from flip_pipelines.fl_api.client import FLApiClient, FLApiContractError, FLApiNotFoundError, FLApiRequestError
 from flip_pipelines.fl_api.schemas import UploadAppRequest
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.fl_api import FLApiResource
@@ -62,13 +66,19 @@ def test_client_reads_flips_answers_and_sends_no_token_where_none_is_due(
     assert flip_fl_api.seen_headers[-1]["authorization"] == "Bearer hub-secret-token", "this project's nets get it"
 
 
-def test_unknown_job_status_is_read_and_is_not_an_end(flip_fl_api: FlipFLApi) -> None:
+def test_unknown_job_status_is_read_and_is_not_an_end(flip_fl_api: FlipFLApi, tmp_path: Path) -> None:
+    """UNKNOWN, RUNNING, then FINISHED; FLIP's ``/download_job`` then answers where the result is on its own disk,
+    which a hub cannot download (so a FLIP net's result is looked up in the results bucket instead)."""
     model_id = str(uuid.uuid4())
     flip_fl_api.uploads[model_id] = {}
     with FLApiClient(flip_fl_api.base_url, None) as client:
         job_id = client.submit_job(model_id)
         assert [client.get_job(job_id).status for _ in range(3)] == [
             FLJobStatus.UNKNOWN, FLJobStatus.RUNNING, FLJobStatus.FINISHED]
+        with pytest.raises(FLApiContractError, match="expected application/zip, got application/json"):
+            client.download_job(job_id, tmp_path / "result.zip")
+    answer = httpx.get(f"{flip_fl_api.base_url}/download_job/{job_id}", timeout=10)
+    assert Path(answer.json()) == flip_fl_api.result_folder(job_id) and Path(answer.json()).is_dir()
 
 
 @pytest.mark.parametrize(("layout", "accepted"), [(NvflareLayout.APP, True), (NvflareLayout.SPLIT, False)])
@@ -98,7 +108,27 @@ def test_flips_nvflare_upload_accepts_the_single_app_layout(
                     "app/custom/config.json", "app/custom/trainer.py", "app/custom/flip_executor.py",
                     "app/custom/flip_aggregator.py"} <= files
             assert not any(f.startswith("app_") for f in files) and "meta.json" not in files
+            _configured_as_flip_configures_it(flip_fl_api, model_id)
         else:
             with pytest.raises(FLApiNotFoundError, match="HTTP 404: .*config"):  # meta.json registers an empty app/
                 api.upload_app(model_id, request)
             assert model_id not in flip_fl_api.uploads
+
+
+def _configured_as_flip_configures_it(flip_fl_api: FlipFLApi, model_id: str) -> None:
+    """FLIP's config preparation (global_rounds, not num_rounds) read back from the job folder it wrote."""
+    app = flip_fl_api.job_folder(model_id) / "app"
+    server = json.loads((app / "config/config_fed_server.json").read_text())
+    assert (server["model_id"], server["global_rounds"], server["min_clients"]) == (model_id, 1, 2)
+    [workflow] = server["workflows"]
+    assert workflow["args"]["ignore_result_error"] is False and workflow["args"]["min_clients"] == "{min_clients}"
+    [aggregator] = [c for c in server["components"] if c["id"] == "aggregator"]
+    assert aggregator["name"] == "InTimeAccumulateWeightedAggregator"
+    assert aggregator["args"]["aggregation_weights"] == {}
+    client = json.loads((app / "config/config_fed_client.json").read_text())
+    assert (client["project_id"], client["query"]) == ("p", "SELECT 1")
+    assert json.loads((app / "config/environment.json").read_text()) == {"APP_CKPT_DIR": "model"}
+    assert json.loads((app / "custom/config.json").read_text())["LOCAL_ROUNDS"] == 1, "defaulted into config.json"
+    meta = json.loads((app.parent / "meta.json").read_text())
+    assert meta["deploy_map"] == {"app": ["server", "site-1", "site-2"]} and meta["custom_props"] == {
+        "model_id": model_id}
