@@ -2,6 +2,7 @@
 
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,13 @@ from flip_pipelines.domain.queue import Claim
 from flip_pipelines.domain.redact import redact_text
 from flip_pipelines.domain.result_check import ResultCheck
 from flip_pipelines.domain.retry import is_transient
+from flip_pipelines.domain.uploaded_results import (
+    StoredObject,
+    finished_without_pushed_status,
+    no_pushed_status_nor_result,
+    results_prefix,
+    uploaded_result,
+)
 from flip_pipelines.faults import crash_point
 from flip_pipelines.ops.errors import op_error, training_failure
 from flip_pipelines.ops.round_metrics import follow_round_metrics, metrics_metadata
@@ -44,7 +52,7 @@ def _store_result(claim: Claim, submitted: SubmittedJob, fl_api: FLApiResource, 
         size = archive.stat().st_size
         storage.s3.get_client().upload_file(str(archive), storage.results_bucket, key)
         check = _judge(queue_db, storage, claim, archive)
-    return f"s3://{storage.results_bucket}/{key}", size, check
+    return storage.results_uri(key), size, check
 
 
 def _judge(queue_db: QueueDatabase, storage: FlipStorage, claim: Claim, archive: Path | None) -> ResultCheck:
@@ -117,31 +125,74 @@ def finish_training(context: dg.OpExecutionContext, claim: Claim, submitted: Sub
                            if log_tail else None)
 
 
+def _uploaded_result(storage: FlipStorage, claim: Claim, submitted: SubmittedJob) -> StoredObject | None:
+    """The result the net's FL server uploaded to the results bucket for this training (FLIP's naming), if any."""
+    started = datetime.fromtimestamp(submitted.submitted_at, UTC)
+    return uploaded_result(storage.results_under(results_prefix(claim.model_id)), claim.model_id, started)
+
+
+def _judge_uploaded(queue_db: QueueDatabase, storage: FlipStorage, claim: Claim,
+                    found: StoredObject | None) -> ResultCheck:
+    if found is None:
+        return _judge(queue_db, storage, claim, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "result.zip"
+        try:
+            storage.s3.get_client().download_file(storage.results_bucket, found.key, str(archive))
+        except Exception as exc:  # the training's outcome stands; only its check could not be made
+            return ResultCheck((f"the check could not be made: {exc}",), None, 0, 0, None)
+        return _judge(queue_db, storage, claim, archive)
+
+
+def _materialize_uploaded(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob,
+                          queue_db: QueueDatabase, storage: FlipStorage, found: StoredObject | None) -> None:
+    prefix = storage.results_uri(results_prefix(claim.model_id))
+    location = {"location": storage.results_uri(found.key), "bytes": found.size} if found else \
+        {"location": f"not found under {prefix}"}
+    if found is None:
+        context.log.warning(f"the FL server of {claim.net_name} reported its results uploaded, but none is in {prefix}")
+    _materialize_global_model(context, claim, submitted, queue_db, _judge_uploaded(queue_db, storage, claim, found),
+                              {**location, "final_status": ModelStatus.RESULTS_UPLOADED.value})
+
+
 def _await_pushed_end(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob,
                       queue_db: QueueDatabase, storage: FlipStorage) -> str:
     """A net whose FL server uploads its results and pushes the final status (FLIP's): wait for that push (the hub
-    API ends the training), then end it FINISHED ourselves if none came within the grace."""
-    deadline = time.monotonic() + settings.pushed_status_grace_seconds()
+    API ends the training). Without one within the grace, the results bucket decides: the training ends FINISHED on
+    the result the FL server uploaded, and as an ERROR when there is none — a finished FL job is no evidence."""
+    grace = settings.pushed_status_grace_seconds()
+    deadline = time.monotonic() + grace
     context.log.info(f"FL job finished on {claim.net_name}; waiting for its FL server to push the final status")
     while (ended := _ended_meanwhile(queue_db, claim)) is None and time.monotonic() < deadline:
         time.sleep(1.0)
     if ended is None:
-        _end(queue_db, claim, Outcome.FINISHED, "Training finished; its FL server pushed no final status "
-                                                f"within {settings.pushed_status_grace_seconds():.0f}s")
-        ended = ModelStatus.RESULTS_UPLOADED.value
+        found = _uploaded_result(storage, claim, submitted)
+        if found is None:
+            reason = no_pushed_status_nor_result(submitted.backend_job_id, grace,
+                                                 storage.results_uri(results_prefix(claim.model_id)))
+            if _end(queue_db, claim, Outcome.FAILED, reason):
+                raise training_failure(reason, claim)
+        elif _end(queue_db, claim, Outcome.FINISHED,
+                  finished_without_pushed_status(storage.results_uri(found.key), grace)):
+            context.log.info(f"results found at {storage.results_uri(found.key)}; net {claim.net_name} is free")
+            _materialize_uploaded(context, claim, submitted, queue_db, storage, found)
+            return ModelStatus.RESULTS_UPLOADED.value
+        ended = _ended_meanwhile(queue_db, claim) or ModelStatus.ERROR.value  # a push or an abort came first
     return _ended_by_push(context, claim, submitted, queue_db, storage, ended)
 
 
 def _ended_by_push(context: dg.OpExecutionContext, claim: Claim, submitted: SubmittedJob, queue_db: QueueDatabase,
                    storage: FlipStorage, ended: str) -> str:
-    """The FL server's pushed final status ended the training: the global model with the pushed metrics when its
-    results were uploaded; a failed run otherwise."""
+    """The FL server's pushed final status ended the training: the global model with the pushed metrics, at the
+    result the FL server uploaded, when its results were uploaded; a failed run otherwise (an abort is no failure)."""
+    if ended == ModelStatus.STOPPED.value:
+        context.log.info(f"fl_job {claim.fl_job_id} was ended meanwhile (model {ended}); net is free")
+        return ended
     context.log.info(f"the FL server reported {ended}; net {claim.net_name} is free")
     if ended != ModelStatus.RESULTS_UPLOADED.value:
         raise training_failure(f"the FL server of {claim.net_name} reported {ended} for FL job "
                                f"{submitted.backend_job_id}", claim)
-    _materialize_global_model(context, claim, submitted, queue_db, _judge(queue_db, storage, claim, None),
-                              {"location": "uploaded by the net's FL server", "final_status": ended})
+    _materialize_uploaded(context, claim, submitted, queue_db, storage, _uploaded_result(storage, claim, submitted))
     return ended
 
 
@@ -170,7 +221,7 @@ def monitor(context: dg.OpExecutionContext, config: MonitorConfig, claim: Claim,
             if job is not None and job.status not in (FLJobStatus.PENDING, FLJobStatus.UNKNOWN):
                 follow_round_metrics(context, client, claim, submitted.backend_job_id, queue_db)
             if (ended := _ended_meanwhile(queue_db, claim)) is not None:
-                if settings.net_options(claim.net_name).results_pushed and ended != ModelStatus.STOPPED.value:
+                if settings.net_options(claim.net_name).results_pushed:
                     return _ended_by_push(context, claim, submitted, queue_db, storage, ended)
                 context.log.info(f"fl_job {claim.fl_job_id} was ended meanwhile (model {ended}); net is free")
                 return ended

@@ -5,6 +5,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from flip_pipelines import settings
+from flip_pipelines.domain.uploaded_results import StoredObject
 from flip_pipelines.resources.bundles import BundleStore
 from flip_pipelines.resources.s3 import FlipS3Resource
 
@@ -31,3 +32,13 @@ class FlipStorage(dg.ConfigurableResource):
             log=log,
             on_copy=on_copy,
         )
+
+    def results_uri(self, key: str) -> str:
+        return f"s3://{self.results_bucket}/{key}"
+
+    def results_under(self, prefix: str) -> list[StoredObject]:
+        """Every object in the results bucket whose key starts with ``prefix``."""
+        pages = self.s3.get_client().get_paginator("list_objects_v2").paginate(Bucket=self.results_bucket,
+                                                                              Prefix=prefix)
+        return [StoredObject(o["Key"], int(o["Size"]), o["LastModified"]) for page in pages
+                for o in page.get("Contents", [])]

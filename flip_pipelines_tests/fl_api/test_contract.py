@@ -39,7 +39,7 @@ def nvflare_learned(api: RunningFLApi, client: FLApiClient, model_id: str, job_i
     assert meta["deploy_map"] == {"app_client": SITES, "app_server": ["server"]}
     assert meta["mandatory_clients"] == SITES and meta["min_clients"] == 2
     server_config = json.loads((folder / "app_server/config/config_fed_server.json").read_text())
-    assert server_config["num_rounds"] == 3 and server_config["participating_clients"] == SITES
+    assert server_config["global_rounds"] == 3 and server_config["participating_clients"] == SITES
     files = result_archive(archive)
     metrics = next(body for name, body in files.items() if name.endswith("round_metrics.jsonl"))
     by_round: dict[int, list[float]] = {}

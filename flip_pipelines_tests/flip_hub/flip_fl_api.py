@@ -4,25 +4,47 @@ authentication, ``/health/`` with a trailing slash (``/health`` redirects there)
 URLs mapped to app folders by their path, then every app folder checked for ``custom/config.json``,
 ``config/config_fed_client.json`` and ``config/config_fed_server.json`` (404 naming the model when one is missing).
 
-It trains nothing: it is the other side of the contract, for the hub's client and bundles to be tested against.
-With ``push_to`` set it also acts as FLIP's FL server does through the ``flip`` package: it pushes RUNNING when a
-job is submitted and, once the job is listed FINISHED, each client's metric and then RESULTS_UPLOADED to the hub
-API, with ``X-Internal-Service-Key``.
+The job folder is written to ``upload_dir`` and configured as FLIP's upload configures it (``flip_job_folder``);
+``/download_job`` answers, as FLIP's does, the path of the job's result on the FL API's own disk (JSON, not a zip).
+With ``nvflare`` (a running ``LocalNVFlare``) the jobs are submitted to, listed from and aborted on that real
+NVFlare deployment through the FLARE API, as FLIP's ``FLIP_Session`` does; without it, the jobs train nothing and
+are listed as ``job_statuses`` scripts them.
+
+With ``push_to`` set it also acts as FLIP's FL server does through the ``flip`` package (``flip_fl_server``): it
+pushes RUNNING when a job is submitted and, once the job is listed FINISHED, each client's metric from the run's
+folder, the run zipped into ``results`` (FLIP's UPLOADED_FEDERATED_DATA_BUCKET) and RESULTS_UPLOADED to the hub API,
+with ``X-Internal-Service-Key`` — either of the last two left out by ``upload_results`` / ``push_final_status``.
 """
 
+import shutil
+import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from nvflare.fuel.flare_api import api_spec
 from pydantic import BaseModel
 
+from flip_pipelines.local.nvflare import LocalNVFlare
 from flip_pipelines.local.processes import free_port, wait_until
+from flip_pipelines_tests.flip_hub.flip_fl_server import FlipFLServerPushes, write_scripted_run
+from flip_pipelines_tests.flip_hub.flip_job_folder import configure_job_folder
+
+T = TypeVar("T")
+FLIP_NVFLARE_STATUSES = {  # FLIP's fl_api.utils.schemas._NVFLARE_STATUS_MAP; anything else is UNKNOWN
+    "SUBMITTED": "PENDING", "APPROVED": "PENDING", "DISPATCHED": "PENDING", "RUNNING": "RUNNING",
+    "FINISHED:COMPLETED": "FINISHED", "FINISHED:ABORTED": "STOPPED", "FINISHED:EXECUTION_EXCEPTION": "FAILED",
+    "FINISHED:ABNORMAL": "FAILED", "FINISHED:CAN_NOT_SCHEDULE": "FAILED", "FINISHED:FAILED_TO_RUN": "FAILED",
+    "FINISHED:ABANDONED": "FAILED",
+}
 
 
 class UploadAppRequest(BaseModel):
@@ -61,20 +83,37 @@ class FlipFLApi:
     push_to: str | None = None  # the hub API's base URL
     push_key: str = ""
     job_models: dict[str, str] = field(default_factory=dict)  # job id -> model id
+    upload_dir: Path | None = None  # FLIP's session upload dir (a temporary one when unset)
+    nvflare: LocalNVFlare | None = None
+    results: tuple[Any, str] | None = None  # (S3 client, bucket) the FL server uploads results to
+    upload_results: bool = True
+    push_final_status: bool = True
+    uploaded: list[str] = field(default_factory=list)  # result keys the FL server uploaded
+    ended: set[str] = field(default_factory=set)  # NVFlare jobs whose end the FL server has handled
 
     def _push(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
-        if self.push_to:
-            httpx.request(method, f"{self.push_to}{path}", json=body, timeout=10,
-                          headers={"X-Internal-Service-Key": self.push_key}).raise_for_status()
+        self._fl_server().push(method, path, body)
 
-    def _finished(self, job_id: str) -> None:
-        model_id = self.job_models[job_id]
-        for round_number in (1, 2):
-            for index, client in enumerate(self.clients):
-                self._push("POST", f"/model/{model_id}/metrics", {
-                    "fl_client_name": client["name"], "global_round": round_number, "label": "val_loss",
-                    "result": 1.0 / round_number + 0.1 * index})
-        self._push("PUT", f"/model/{model_id}/status/RESULTS_UPLOADED")
+    def _fl_server(self) -> FlipFLServerPushes:
+        return FlipFLServerPushes(self.push_to, self.push_key, self.results, self.upload_results,
+                                  self.push_final_status)
+
+    def job_folder(self, model_id: str) -> Path:
+        assert self.upload_dir is not None, "start() sets it"
+        return self.upload_dir / model_id
+
+    def result_folder(self, job_id: str) -> Path:
+        """Where ``/download_job`` says the job's result is: FLIP's admin download dir, ``transfer/<job id>``."""
+        assert self.upload_dir is not None, "start() sets it"
+        return self.upload_dir.parent / "transfer" / job_id
+
+    def _finished(self, job_id: str, run_folder: Path | None = None) -> None:
+        """The FL server's end of a run: its metrics, result and final status (``flip_fl_server``)."""
+        if run_folder is None:
+            run_folder = write_scripted_run(self.result_folder(job_id) / "workspace", [c["name"] for c in self.clients])
+        key = self._fl_server().run_ended(self.job_models[job_id], run_folder)
+        if key:
+            self.uploaded.append(key)
 
     def _app(self) -> FastAPI:
         app = FastAPI()
@@ -91,6 +130,10 @@ class FlipFLApi:
         @app.exception_handler(FileNotFoundError)
         async def not_found(_: Request, exc: FileNotFoundError) -> JSONResponse:
             return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+        @app.exception_handler(ValueError)
+        async def bad_request(_: Request, exc: ValueError) -> JSONResponse:
+            return JSONResponse(status_code=400, content={"detail": str(exc)})
 
         @app.get("/health/")
         def health() -> dict[str, str]:
@@ -115,20 +158,20 @@ class FlipFLApi:
                 app, dest = app_folder_of(str(model_id), path)
                 folders.add(app)
                 files[f"{dest}/{path.rsplit('/', 1)[1]}".lstrip("/")] = response.content
-            if len(folders) > 1 and "meta.json" not in files:
-                raise FileNotFoundError(f"meta.json is required for a job with several apps ({model_id})")
-            for app in sorted(folders):  # read_config, then configure_client, then configure_server
-                if f"{app}/custom/config.json" not in files:
-                    raise FileNotFoundError(f"[Errno 2] No such file or directory: '/uploads/{model_id}/{app}/custom/"
-                                            "config.json'")
-                for needed in ("config_fed_client.json", "config_fed_server.json"):
-                    if f"{app}/config/{needed}" not in files:
-                        raise FileNotFoundError(f"No {needed} found in app '{model_id}'")
+            job_dir = self.job_folder(str(model_id))
+            shutil.rmtree(job_dir, ignore_errors=True)
+            (job_dir / "app").mkdir(parents=True)
+            for rel, content in files.items():
+                (job_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (job_dir / rel).write_bytes(content)
+            configure_job_folder(job_dir, str(model_id), folders, body.project_id, body.cohort_query, body.trusts)
             self.uploads[str(model_id)] = files
-            return {"message": f"Application uploaded successfully to: /uploads/{model_id}"}
+            return {"message": f"Application uploaded successfully to: {job_dir}"}
 
         @app.post("/submit_job/{job_folder}")
         def submit_job(job_folder: str) -> str:
+            if self.nvflare is not None:
+                return self._submit_to_nvflare(job_folder)
             if job_folder not in self.uploads:
                 raise FileNotFoundError(f"job folder {job_folder} not found")
             job_id = str(uuid.uuid4())
@@ -139,6 +182,8 @@ class FlipFLApi:
 
         @app.get("/list_jobs")
         def list_jobs() -> list[dict[str, Any]]:
+            if self.nvflare is not None:
+                return self._nvflare_jobs()
             listed = []
             for job_id, polls in self.jobs.items():
                 status = self.job_statuses[min(polls, len(self.job_statuses) - 1)]
@@ -150,13 +195,60 @@ class FlipFLApi:
 
         @app.delete("/abort_job/{job_id}")
         def abort_job(job_id: str) -> dict[str, Any]:
-            if job_id not in self.jobs:
+            if self.nvflare is not None:
+                self._on_nvflare(lambda session: session.abort_job(job_id))
+            elif job_id not in self.jobs:
                 raise FileNotFoundError(f"Job {job_id} not found")
             return {"job_id": job_id, "status": "STOPPED", "status_details": None}
 
+        @app.get("/download_job/{job_id}")
+        def download_job(job_id: str) -> str:
+            """FLIP's: ``FLIP_Session.download_job_result`` — where the result now is on this FL API's disk."""
+            if self.nvflare is not None:
+                return str(self._on_nvflare(lambda session: session.download_job_result(job_id)))
+            if not self.result_folder(job_id).is_dir():
+                raise FileNotFoundError(f"Job {job_id} not found")
+            return str(self.result_folder(job_id))
+
         return app
 
+    # --- the real NVFlare deployment behind it, through the FLARE API as FLIP_Session uses it ------------------
+
+    def _on_nvflare(self, operation: Callable[[Any], T]) -> T:
+        with self._nvflare_lock:
+            try:
+                return operation(self._session)
+            except api_spec.JobNotFound as exc:
+                raise FileNotFoundError(f"Job not found: {exc}") from None
+
+    def _submit_to_nvflare(self, job_folder: str) -> str:
+        job_id = str(self._on_nvflare(lambda session: session.submit_job(str(self.job_folder(job_folder)))))
+        self.job_models[job_id] = job_folder
+        self._push("PUT", f"/model/{job_folder}/status/RUNNING")
+        return job_id
+
+    def _nvflare_jobs(self) -> list[dict[str, Any]]:
+        """FLIP's ``/list_jobs``: every job, its status normalised, no details; a run of ours seen FINISHED for the
+        first time gets its FL server's end (pushes, result upload) first, as FLIP's END_RUN comes before it."""
+        listed = []
+        with self._ending_lock:
+            for job in self._on_nvflare(lambda session: session.list_jobs()):
+                job_id, status = str(job["job_id"]), FLIP_NVFLARE_STATUSES.get(str(job["status"]).upper(), "UNKNOWN")
+                if status == "FINISHED" and job_id in self.job_models and job_id not in self.ended:
+                    self.ended.add(job_id)
+                    with tempfile.TemporaryDirectory() as tmp:
+                        result = self._on_nvflare(lambda session, j=job_id, t=tmp: session.download_job_result(j, t))
+                        self._finished(job_id, Path(result) / "workspace")
+                listed.append({"job_id": job_id, "status": status, "status_details": None})
+        return listed
+
     def start(self) -> "FlipFLApi":
+        self._own_dir = Path(tempfile.mkdtemp(prefix="flip-fl-api-")) if self.upload_dir is None else None
+        if self._own_dir is not None:
+            self.upload_dir = self._own_dir / "uploads"
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self._nvflare_lock, self._ending_lock = threading.Lock(), threading.Lock()
+        self._session = self.nvflare.session() if self.nvflare is not None else None
         port = free_port()
         self._server = uvicorn.Server(uvicorn.Config(self._app(), host="127.0.0.1", port=port, log_level="warning"))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -168,3 +260,7 @@ class FlipFLApi:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        if self._session is not None:
+            self._session.close()
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)

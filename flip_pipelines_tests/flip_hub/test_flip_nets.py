@@ -1,9 +1,18 @@
 """FLIP's own FL APIs as nets: the hub's client reads their real answers, sends them no token, and bundles NVFlare
-models in the single ``app/`` layout their upload accepts — against a real server that answers as FLIP's does."""
+models in the single ``app/`` layout their upload accepts, configured as FLIP configures it — against a real server
+that answers as FLIP's does. A training on such a net runs the model's rounds on a real NVFlare, and its result is
+the one FLIP's FL server uploaded to the results bucket, found there even when its final status never arrives."""
 
+import io
+import json
+import re
 import uuid
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
+import dagster as dg
+import httpx
 import pytest
 
 from flip_pipelines.demo_models import demo_model_files
@@ -11,13 +20,24 @@ from flip_pipelines.domain.bundle import NvflareLayout
 from flip_pipelines.domain.enums import FLBackend, FLJobStatus
 from flip_pipelines.domain.errors import InvalidInputError
 from flip_pipelines.domain.net_options import FLIP_FL_API, NetOptions, parse_net_options
-from flip_pipelines.fl_api.client import FLApiClient, FLApiNotFoundError, FLApiRequestError
+from flip_pipelines.fl_api.client import FLApiClient, FLApiContractError, FLApiNotFoundError, FLApiRequestError
 from flip_pipelines.fl_api.schemas import UploadAppRequest
+from flip_pipelines.local.nvflare import LocalNVFlare
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.storage import FlipStorage
 from flip_pipelines_tests.fl_api.helpers import with_config
+from flip_pipelines_tests.flip_hub.conftest import KEY
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
+from flip_pipelines_tests.flip_hub.hub import FlipHub
+from flip_pipelines_tests.flip_hub.training import (
+    add_flip_net,
+    global_model_events,
+    queue_demo_model,
+    train_on_the_net_claimed,
+)
+
+RESULT_KEY = re.compile(r"^(?P<model_id>[0-9a-f-]{36})/\d{8}_\d{6}\.zip$")  # FLIP's FL server's naming
 
 
 @pytest.fixture
@@ -62,13 +82,19 @@ def test_client_reads_flips_answers_and_sends_no_token_where_none_is_due(
     assert flip_fl_api.seen_headers[-1]["authorization"] == "Bearer hub-secret-token", "this project's nets get it"
 
 
-def test_unknown_job_status_is_read_and_is_not_an_end(flip_fl_api: FlipFLApi) -> None:
+def test_unknown_job_status_is_read_and_is_not_an_end(flip_fl_api: FlipFLApi, tmp_path: Path) -> None:
+    """UNKNOWN, RUNNING, then FINISHED; FLIP's ``/download_job`` then answers where the result is on its own disk,
+    which a hub cannot download (so a FLIP net's result is looked up in the results bucket instead)."""
     model_id = str(uuid.uuid4())
     flip_fl_api.uploads[model_id] = {}
     with FLApiClient(flip_fl_api.base_url, None) as client:
         job_id = client.submit_job(model_id)
         assert [client.get_job(job_id).status for _ in range(3)] == [
             FLJobStatus.UNKNOWN, FLJobStatus.RUNNING, FLJobStatus.FINISHED]
+        with pytest.raises(FLApiContractError, match="expected application/zip, got application/json"):
+            client.download_job(job_id, tmp_path / "result.zip")
+    answer = httpx.get(f"{flip_fl_api.base_url}/download_job/{job_id}", timeout=10)
+    assert Path(answer.json()) == flip_fl_api.result_folder(job_id) and Path(answer.json()).is_dir()
 
 
 @pytest.mark.parametrize(("layout", "accepted"), [(NvflareLayout.APP, True), (NvflareLayout.SPLIT, False)])
@@ -98,7 +124,111 @@ def test_flips_nvflare_upload_accepts_the_single_app_layout(
                     "app/custom/config.json", "app/custom/trainer.py", "app/custom/flip_executor.py",
                     "app/custom/flip_aggregator.py"} <= files
             assert not any(f.startswith("app_") for f in files) and "meta.json" not in files
+            _configured_as_flip_configures_it(flip_fl_api, model_id)
         else:
             with pytest.raises(FLApiNotFoundError, match="HTTP 404: .*config"):  # meta.json registers an empty app/
                 api.upload_app(model_id, request)
             assert model_id not in flip_fl_api.uploads
+
+
+def _configured_as_flip_configures_it(flip_fl_api: FlipFLApi, model_id: str) -> None:
+    """FLIP's config preparation (global_rounds, not num_rounds) read back from the job folder it wrote."""
+    app = flip_fl_api.job_folder(model_id) / "app"
+    server = json.loads((app / "config/config_fed_server.json").read_text())
+    assert (server["model_id"], server["global_rounds"], server["min_clients"]) == (model_id, 1, 2)
+    [workflow] = server["workflows"]
+    assert workflow["args"]["ignore_result_error"] is False and workflow["args"]["min_clients"] == "{min_clients}"
+    [aggregator] = [c for c in server["components"] if c["id"] == "aggregator"]
+    assert aggregator["name"] == "InTimeAccumulateWeightedAggregator"
+    assert aggregator["args"]["aggregation_weights"] == {}
+    client = json.loads((app / "config/config_fed_client.json").read_text())
+    assert (client["project_id"], client["query"]) == ("p", "SELECT 1")
+    assert json.loads((app / "config/environment.json").read_text()) == {"APP_CKPT_DIR": "model"}
+    assert json.loads((app / "custom/config.json").read_text())["LOCAL_ROUNDS"] == 1, "defaulted into config.json"
+    meta = json.loads((app.parent / "meta.json").read_text())
+    assert meta["deploy_map"] == {"app": ["server", "site-1", "site-2"]} and meta["custom_props"] == {
+        "model_id": model_id}
+
+
+def _result_zip(s3: LocalS3, bucket: str, key: str) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+
+@pytest.mark.slow
+@pytest.mark.fl
+def test_a_training_on_a_flip_net_runs_the_models_rounds_and_its_result_is_found_in_the_results_bucket(
+        flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, nvflare_deployment: LocalNVFlare,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """GLOBAL_ROUNDS=2 through FLIP's NVFlare FL API in front of the real NVFlare: the server's own result holds two
+    rounds from each site; FLIP's FL server zipped it into the results bucket as ``<model_id>/<time>.zip`` and pushed
+    RESULTS_UPLOADED; the global model points at that object, and its check loads the weights from it."""
+    monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
+    storage, model_id, job_id = queue_demo_model(flip_hub, s3_server, "two-rounds", rounds=2)
+    fake = FlipFLApi(push_to=hub_api, push_key=KEY, nvflare=nvflare_deployment,
+                     results=(s3_server.client(), storage.results_bucket)).start()
+    try:
+        add_flip_net(flip_hub, fake.base_url)
+        result = train_on_the_net_claimed(flip_hub, storage)
+        backend_job_id = flip_hub.job(job_id)["fl_backend_job_id"]
+        downloaded = httpx.get(f"{fake.base_url}/download_job/{backend_job_id}", timeout=30)
+    finally:
+        fake.stop()
+    assert result.success, result.get_run_failure_event()
+    assert downloaded.headers["content-type"] == "application/json" and "/" in downloaded.json(), "a path, not a zip"
+    [key] = fake.uploaded
+    assert RESULT_KEY.match(key) and RESULT_KEY.match(key)["model_id"] == str(model_id)  # type: ignore[index]
+    with _result_zip(s3_server, storage.results_bucket, key) as archive:
+        lines = archive.read("metrics/round_metrics.jsonl").decode().splitlines()
+        assert "models/global_weights.npz" in archive.namelist() and not any(
+            n.startswith("app_server/") for n in archive.namelist())
+    by_round: dict[int, list[str]] = {}
+    for record in map(json.loads, lines):
+        by_round.setdefault(record["round"], []).append(record["client"])
+    assert {r: sorted(c) for r, c in by_round.items()} == {0: ["site-1", "site-2"], 1: ["site-1", "site-2"]}, \
+        "NVFlare ran exactly the model's two rounds"
+    [model] = global_model_events(result)
+    assert model.metadata["location"].value == f"s3://{storage.results_bucket}/{key}"
+    assert model.metadata["rounds"].value == 2
+    check = next(e.event_specific_data for e in result.all_events
+                 if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert check.passed and "loaded from models/global_weights.npz" in check.description, check.description
+    assert flip_hub.model_status(model_id) == "RESULTS_UPLOADED" and flip_hub.job(job_id)["status"] == "COMPLETED"
+    assert flip_hub.slots()["net-flip"] == "AVAILABLE"
+    assert {r[0] for r in flip_hub.execute("SELECT global_round FROM fl_metrics WHERE model_id = :m",
+                                           m=model_id)} == {1, 2}
+
+
+@pytest.mark.parametrize("uploaded", [False, True], ids=["no-result", "result-in-bucket"])
+def test_a_flip_net_whose_fl_server_pushes_no_final_status_ends_on_what_is_in_the_results_bucket(
+        uploaded: bool, flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FL job FINISHED, the FL server's final push never came: with its result in the results bucket the training
+    ends RESULTS_UPLOADED on that object; without one it ends ERROR with a plain reason, once, and frees the net."""
+    monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
+    monkeypatch.setenv("FLIP_PUSHED_STATUS_GRACE_SECONDS", "1")
+    storage, model_id, job_id = queue_demo_model(flip_hub, s3_server, f"unpushed-{uploaded}")
+    fake = FlipFLApi(push_to=hub_api, push_key=KEY, results=(s3_server.client(), storage.results_bucket),
+                     upload_results=uploaded, push_final_status=False).start()
+    try:
+        add_flip_net(flip_hub, fake.base_url)
+        result = train_on_the_net_claimed(flip_hub, storage)
+    finally:
+        fake.stop()
+    backend_job_id = flip_hub.job(job_id)["fl_backend_job_id"]
+    assert flip_hub.job(job_id)["status"] == "COMPLETED" and flip_hub.slots()["net-flip"] == "AVAILABLE"
+    ends = [row["log"] for row in flip_hub.logs(model_id) if (row["details"] or {}).get("outcome")]
+    if uploaded:
+        [key] = fake.uploaded
+        assert result.success, result.get_run_failure_event()
+        assert flip_hub.model_status(model_id) == "RESULTS_UPLOADED"
+        [model] = global_model_events(result)
+        assert model.metadata["location"].value == f"s3://{storage.results_bucket}/{key}"
+        assert ends == [f"Training finished; results at s3://{storage.results_bucket}/{key} (its FL server pushed "
+                        "no final status within 1 s)"]
+        return
+    reason = (f"FL job {backend_job_id} finished but its FL server pushed no final status within 1 s and no result "
+              f"is in s3://{storage.results_bucket}/{model_id}/")
+    assert not result.success and not global_model_events(result)
+    failure = result.get_run_failure_event()
+    step_failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert step_failure.event_specific_data.error.message.splitlines()[0] == f"Training failed: {reason}", failure
+    assert flip_hub.model_status(model_id) == "ERROR" and ends == [reason], "ended once, with the plain reason"

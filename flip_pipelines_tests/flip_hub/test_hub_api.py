@@ -2,11 +2,7 @@
 (flip-utils' ``flip`` package: snake_case bodies, ``X-Internal-Service-Key``): every push lands as FLIP's routes
 write it, a final status ends the training and frees the net, and a bad push is refused and changes nothing."""
 
-import os
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -15,44 +11,18 @@ import pytest
 from flip_pipelines.db import claims, lifecycle
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.domain.enums import FLBackend
-from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import RunHeartbeat
 from flip_pipelines_tests.factories import fits
+from flip_pipelines_tests.flip_hub.conftest import KEY
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
 from flip_pipelines_tests.flip_hub.hub import FlipHub
 from flip_pipelines_tests.flip_hub.training import claimed_run_request, queue_demo_model
 from flip_pipelines_tests.jobs.test_train_model import train_model
 
 pytestmark = pytest.mark.postgres
-KEY = f"internal-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def hub_api(flip_hub: FlipHub, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "FLIP_DATABASE_URL": flip_hub.url, "FLIP_INTERNAL_SERVICE_KEY": KEY,
-           "FLIP_DATA_DIR": str(tmp_path)}
-    log = tmp_path / "hub_api.log"
-    process = start_process([str(Path(sys.executable).parent / "flip-pipelines"), "hub-api", "serve",
-                             "--port", str(port)], log_path=log, env=env)
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"hub API exited: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{base}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(up, timeout=30, interval=0.2, what="the hub API")
-    try:
-        yield base
-    finally:
-        stop_pid(process.pid)
 
 
 def _running_training(flip_hub: FlipHub) -> tuple[uuid.UUID, uuid.UUID]:

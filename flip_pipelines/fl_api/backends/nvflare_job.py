@@ -3,6 +3,9 @@
 The bundle already has the job layout (``meta.json``, ``app*/config``, ``app*/custom``). This fills in what only
 the run knows: rounds from the model's ``config.json``, the participating clients, ``min_clients`` and
 ``mandatory_clients``, the project and cohort query; and it validates ``config.json`` first (FLIP's rules).
+The rounds go to the server config's ``global_rounds``, the key FLIP's own upload writes, which the base
+application's workflow reads (``"num_rounds": "{global_rounds}"``), so a bundle runs the model's rounds behind
+either FL API.
 """
 
 import json
@@ -52,7 +55,7 @@ def prepare_job_folder(folder: Path, model_id: str, request: UploadAppRequest, *
             server = _read_json(server_file, f"{app.name}/{SERVER_CONFIG}")
             server.update(
                 model_id=model_id,
-                num_rounds=config["GLOBAL_ROUNDS"],
+                global_rounds=config["GLOBAL_ROUNDS"],
                 min_clients=len(trusts),
                 participating_clients=trusts,
                 ignore_result_error=bool(config.get("IGNORE_RESULT_ERROR", False)),
