@@ -36,11 +36,6 @@ def _free_slots(session: Session, where: sa.ColumnElement[bool]) -> int:
     return int(result.rowcount or 0)
 
 
-def free_net_of_job_in_transaction(session: Session, fl_job_id: uuid.UUID) -> int:
-    """Free the net whose slot holds the job, in the open transaction; how many slots were freed."""
-    return _free_slots(session, col(FLScheduler.job_id) == fl_job_id)
-
-
 def _running_job(session: Session, fl_job_id: uuid.UUID) -> FLJob:
     job = get_row(session, FLJob, fl_job_id, "fl_job", for_update=True)
     if job.status != JobStatus.IN_PROGRESS:
@@ -189,18 +184,46 @@ def end_training(session: Session, fl_job_id: uuid.UUID, outcome: Outcome, reaso
         job = get_row(session, FLJob, fl_job_id, "fl_job", for_update=True)
         if job.status == JobStatus.QUEUED:
             raise ConflictError(f"fl_job {fl_job_id} is QUEUED, not running")
-        if job.status != JobStatus.IN_PROGRESS:
-            return False
-        _end_job(session, job, outcome, reason)
-        return True
+        return end_locked_training_in_transaction(session, job, outcome, reason)
 
 
-def _end_job(session: Session, job: FLJob, outcome: Outcome, reason: str) -> None:
+def end_locked_training_in_transaction(session: Session, job: FLJob, outcome: Outcome, reason: str,
+                                       model_status: ModelStatus | None = None) -> bool:
+    """``end_training`` in the caller's transaction, on a job row the caller locked and read afresh (so of two
+    enders the second sees the job ended and changes nothing: False). ``model_status``: the status the model
+    takes instead of the outcome's (a status an FL server pushed, e.g. RESULTS_UPLOAD_FAILED)."""
+    if job.status != JobStatus.IN_PROGRESS:
+        return False
+    _end_job(session, job, outcome, reason, model_status)
+    return True
+
+
+def running_training_of_model_in_transaction(session: Session, model_id: uuid.UUID) -> FLJob | None:
+    """The model's training running on a net — its IN_PROGRESS job that a BUSY slot holds — locked and read
+    afresh, or None. A model can have one (a job queued again while it trains is QUEUED); should two of its jobs
+    run on two nets, the submitted one claimed first is taken.
+
+    PostgreSQL: the job row is locked ``FOR UPDATE``, so a caller that waited for another ender's lock finds the
+    job no longer running. SQLite: ``BEGIN IMMEDIATE`` serialises the two."""
+    return session.exec(
+        select(FLJob)
+        .join(FLScheduler, col(FLScheduler.job_id) == FLJob.id)
+        .where(FLJob.model_id == model_id, FLJob.status == JobStatus.IN_PROGRESS,
+               FLScheduler.status == NetStatus.BUSY)
+        .order_by(col(FLJob.fl_backend_job_id).is_(None), col(FLJob.started), col(FLJob.id))
+        .limit(1)
+        .with_for_update(of=FLJob)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _end_job(session: Session, job: FLJob, outcome: Outcome, reason: str,
+             model_status: ModelStatus | None = None) -> None:
     final = FINAL_STATES[outcome]
     job.status, job.completed = final.job, utcnow()
     session.add(job)
     _free_slots(session, col(FLScheduler.job_id) == job.id)
-    set_model_status(session, get_row(session, Model, job.model_id, "model"), final.model)
+    set_model_status(session, get_row(session, Model, job.model_id, "model"), model_status or final.model)
     write_log(session, job.model_id, reason, success=outcome in (Outcome.FINISHED, Outcome.ABORTED),
               details={"fl_job_id": str(job.id), "outcome": outcome.value, "backend_job_id": job.fl_backend_job_id})
 
