@@ -149,7 +149,15 @@ class RoundValue:
 def record_round_metrics(session: Session, model_id: uuid.UUID, since: datetime | None,
                          values: Sequence[RoundValue]) -> tuple[list[RoundValue], list[str]]:
     """The metrics a training's FL API reported so far, as ``fl_metrics`` rows (what FLIP's FL servers push):
-    only those not yet recorded since the training started, so polling again writes nothing twice.
+    only those not yet recorded since the training started, so polling again writes nothing twice — nor do two
+    runs recording at the same instant (a resumed run beside its late original).
+
+    The read-then-insert is made atomic by serialising the recorders of one model at the database: the model's
+    row is locked ``FOR UPDATE`` first on PostgreSQL (SQLite's ``BEGIN IMMEDIATE``, ``db.engine``, takes the
+    write lock when the transaction begins), so the second recorder reads what the first stored. A unique key
+    cannot do it: ``fl_metrics`` has no job column and a model trains many times, so one (model, client, round,
+    label) legitimately recurs across trainings; and FLIP's hub database is used as it is, so no key (nor the
+    insert-on-conflict that needs one) can be added there.
 
     Returns the values recorded now, and the FL clients whose values were left out because no trust approved
     for the model has them as its kit slot.
@@ -158,7 +166,7 @@ def record_round_metrics(session: Session, model_id: uuid.UUID, since: datetime 
         NotFoundError: unknown model.
     """
     with transaction(session):
-        get_row(session, Model, model_id, "model")
+        get_row(session, Model, model_id, "model", for_update=True)
         query = select(FLMetrics.fl_client_name, FLMetrics.global_round, FLMetrics.label).where(
             FLMetrics.model_id == model_id)
         if since is not None:
