@@ -7,7 +7,7 @@ leaves a consistent state that reconciliation can read; a crash inside one leave
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -16,7 +16,7 @@ from flip_pipelines.db.models import FLJob, FLJobTrust, FLLogs, FLNets, FLSchedu
 from flip_pipelines.db.registry import trust_names_in_transaction, unapproved_in_transaction
 from flip_pipelines.db.site_config import refuse_in_deployment_mode
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
-from flip_pipelines.domain.enums import ACTIVE_JOB_STATUSES, FLLogEvent, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.domain.enums import ACTIVE_JOB_STATUSES, FLBackend, FLLogEvent, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from flip_pipelines.domain.lifecycle import FINAL_STATES, Outcome
 from flip_pipelines.domain.model_check import ModelCheck
@@ -82,13 +82,20 @@ def enqueue_in_transaction(session: Session, model_id: uuid.UUID, trust_ids: Seq
     refusal = check.refusal(session.exec(select(FLNets.fl_backend).distinct()).all())
     if refusal:
         raise InvalidInputError(f"model {model.name} cannot be queued: {refusal}")
-    job = FLJob(model_id=model_id)
+    return add_queued_job_in_transaction(session, model, trust_ids, names, check.backends)
+
+
+def add_queued_job_in_transaction(session: Session, model: Model, trust_ids: Sequence[uuid.UUID],
+                                  names: Mapping[uuid.UUID, str], backends: Iterable[FLBackend]) -> FLJob:
+    """A new QUEUED job of the model on trusts the caller checked (``names``: their names), in the caller's
+    transaction: the model INITIATED, the trusts and the changed queue positions logged, as FLIP's initiate does."""
+    job = FLJob(model_id=model.id)
     session.add(job)
     session.flush()
     session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
     set_model_status(session, model, ModelStatus.INITIATED)
-    write_log(session, model_id, f"Selected trusts for training: {', '.join(names[t] for t in trust_ids)}",
-              details={"fl_job_id": str(job.id), "backends": sorted(b.value for b in check.backends)})
+    write_log(session, model.id, f"Selected trusts for training: {', '.join(names[t] for t in trust_ids)}",
+              details={"fl_job_id": str(job.id), "backends": sorted(b.value for b in backends)})
     _log_changed_positions(session)
     return job
 
