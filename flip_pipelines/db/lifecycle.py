@@ -262,7 +262,9 @@ def fail_before_submission(session: Session, fl_job_id: uuid.UUID, reason: str) 
 def abort_model(session: Session, model_id: uuid.UUID, reason: str) -> AbortedTraining:
     """Stop a model: its queued jobs DELETED, its claimed jobs ended ABORTED (DELETED, nets AVAILABLE), the
     model STOPPED — in one transaction. Returns the submitted FL jobs to abort on their FL servers; a run still
-    preparing one stops at its abort gate. Nothing queued or running: nothing changes.
+    preparing one stops at its abort gate. Nothing queued or running: nothing changes. The jobs' rows are locked
+    (PostgreSQL), so a training ended at the same instant (an FL server's pushed status, a sensor) is not ended
+    twice: whoever ended it first decided.
 
     Raises:
         NotFoundError: unknown model.
@@ -274,6 +276,8 @@ def abort_model(session: Session, model_id: uuid.UUID, reason: str) -> AbortedTr
             .join(FLScheduler, col(FLScheduler.job_id) == FLJob.id, isouter=True)
             .join(FLNets, col(FLNets.id) == FLScheduler.net_id, isouter=True)
             .where(FLJob.model_id == model_id, col(FLJob.status).in_(ACTIVE_JOB_STATUSES))
+            .with_for_update(of=FLJob)
+            .execution_options(populate_existing=True)
         ).all()
         if not rows:
             return AbortedTraining(dequeued=0, stopped_jobs=(), backend_jobs=())

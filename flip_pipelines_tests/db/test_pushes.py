@@ -103,3 +103,23 @@ def test_a_final_status_with_no_training_running_is_a_late_report(session: Sessi
     assert session.get(FLJob, job_id).status == JobStatus.COMPLETED  # type: ignore[union-attr]
     assert pushes.record_pushed_status(session, model_id, ModelStatus.RUNNING) is True, "FLIP applies the rest"
     assert session.get(Model, model_id).status == ModelStatus.RUNNING  # type: ignore[union-attr]
+
+
+def test_a_push_racing_an_abort_ends_the_job_once(engine: sa.Engine) -> None:
+    """A user stops a model at the instant its FL server pushes RESULTS_UPLOADED: one of them ends the job."""
+    with new_session(engine) as session:
+        world = build_world(session, nets=5)
+        trainings = [_submitted(session, world, f"model-{i}") for i in range(5)]
+    for model_id, _ in trainings:
+        _at_once(engine,
+                 lambda own, m=model_id: lifecycle.abort_model(own, m, "Stopped by the user"),
+                 lambda own, m=model_id: pushes.record_pushed_status(own, m, ModelStatus.RESULTS_UPLOADED))
+    with new_session(engine) as session:
+        for model_id, job_id in trainings:
+            endings = session.exec(select(FLLogs.log).where(
+                FLLogs.model_id == model_id, col(FLLogs.log).in_(["Stopped by the user", UPLOADED]))).all()
+            assert len(endings) == 1, endings
+            ended = session.get(FLJob, job_id).status  # type: ignore[union-attr]
+            assert (ended, session.get(Model, model_id).status) in {  # type: ignore[union-attr]
+                (JobStatus.DELETED, ModelStatus.STOPPED), (JobStatus.COMPLETED, ModelStatus.RESULTS_UPLOADED)}
+        assert {s.status for s in session.exec(select(FLScheduler))} == {NetStatus.AVAILABLE}
