@@ -14,7 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from flip_pipelines.db.lifecycle import enqueue_in_transaction, retire_job_in_transaction
+from flip_pipelines.db.lifecycle import (
+    add_queued_job_in_transaction,
+    enqueue_in_transaction,
+    retire_job_in_transaction,
+)
 from flip_pipelines.db.models import (
     FLJob,
     FLJobTrust,
@@ -27,11 +31,11 @@ from flip_pipelines.db.models import (
 )
 from flip_pipelines.db.registry import trust_names_in_transaction, unapproved_in_transaction
 from flip_pipelines.db.site_config import deployment_mode_in_transaction, refuse_in_deployment_mode
-from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
-from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.db.transaction import get_row, transaction, write_log
+from flip_pipelines.domain.enums import FLBackend, JobStatus, NetStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from flip_pipelines.domain.model_check import ModelCheck
-from flip_pipelines.domain.queue import Claim
+from flip_pipelines.domain.queue import Claim, QueuedBehind
 
 BackendsOf = Mapping[uuid.UUID, frozenset[FLBackend]]
 
@@ -196,10 +200,40 @@ def has_queued_job(session: Session, model_id: uuid.UUID) -> bool:
         ).first() is not None
 
 
+def _older_waiting(session: Session, job: FLJob, backends: Iterable[FLBackend],
+                   backends_of: BackendsOf) -> dict[FLBackend, set[uuid.UUID]]:
+    """Per backend, the queued jobs ahead of ``job`` in the queue sensor's order whose models suit it (a model not
+    in ``backends_of`` was not checked: as the sensor leaves its jobs waiting, they hold no net back)."""
+    ahead = sa.or_(col(FLJob.created) < job.created, sa.and_(col(FLJob.created) == job.created, col(FLJob.id) < job.id))
+    older = session.exec(
+        select(FLJob.id, FLJob.model_id).where(FLJob.status == JobStatus.QUEUED, FLJob.id != job.id, ahead)).all()
+    return {b: {j for j, m in older if b in backends_of.get(m, frozenset())} for b in backends}
+
+
+def _launch(session: Session, job: FLJob, suits: frozenset[FLBackend],
+            slots: dict[FLBackend, tuple[FLScheduler, FLNets]], backends_of: BackendsOf | None,
+            trusts: dict[uuid.UUID, tuple[str, str]], trust_ids: Sequence[uuid.UUID]) -> Claim | QueuedBehind:
+    """Take a free net for a launched job unless older queued jobs wait for it: the queue sensor's order, kept.
+
+    A free net's backend is held back only by an older job whose model suits that backend; one waiting for a busy
+    backend, or for another, holds nothing back (as in the sensor's claim)."""
+    waiting = _older_waiting(session, job, slots, {**(backends_of or {}), job.model_id: suits})
+    open_slots = {b: slot for b, slot in slots.items() if not waiting[b]}
+    if not open_slots:
+        return QueuedBehind(fl_job_id=job.id, model_id=job.model_id, older_jobs=len(set().union(*waiting.values())),
+                            backends=tuple(sorted(slots, key=lambda b: slots[b][1].name)))
+    slot, net = open_slots[_pick(open_slots, suits)]
+    return _take(session, job, slot, net, trusts, trust_ids)
+
+
 def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, suits: frozenset[FLBackend],
-                              net_name: str | None = None) -> Claim:
+                              net_name: str | None = None, *,
+                              backends_of: BackendsOf | None = None) -> Claim | QueuedBehind:
     """Take a free net of a backend the model suits (the named net, when given) for the model's oldest queued job,
-    in one transaction: a Launchpad run with only a model id.
+    in one transaction: a Launchpad run with only a model id. ``backends_of``: the backends the other waiting
+    models suit (their files checked as the queue sensor checks them); an older job of one that suits a free net's
+    backend keeps the net for the sensor to give in order, and the job stays QUEUED in its place (``QueuedBehind``,
+    nothing written).
 
     Raises:
         NotFoundError: the model has no queued job.
@@ -211,21 +245,22 @@ def claim_queued_job_of_model(session: Session, model_id: uuid.UUID, suits: froz
         refuse_in_deployment_mode(session, "starting a training")
         job = session.exec(
             select(FLJob).where(FLJob.model_id == model_id, FLJob.status == JobStatus.QUEUED)
-            .order_by(col(FLJob.created)).limit(1).with_for_update(skip_locked=True)
+            .order_by(col(FLJob.created), col(FLJob.id)).limit(1).with_for_update(skip_locked=True)
         ).first()
         if job is None:
             raise NotFoundError(f"model {model_id} has no queued job: give trusts to queue one")
         trust_ids = _job_trusts(session, job.id)
         trusts = _checked_trusts(session, model_id, trust_ids)
         slots = _slots_or_raise(session, suits, net_name)
-        slot, net = slots[_pick(slots, suits)]
-        return _take(session, job, slot, net, trusts, trust_ids)
+        return _launch(session, job, suits, slots, backends_of, trusts, trust_ids)
 
 
 def enqueue_and_claim(session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID],
-                      suits: frozenset[FLBackend], net_name: str | None = None) -> Claim:
-    """Queue a job and take a free net of a backend the model suits for it, in one transaction: a launch from
-    the Launchpad either gets a net now or changes nothing.
+                      suits: frozenset[FLBackend], net_name: str | None = None, *,
+                      backends_of: BackendsOf | None = None) -> Claim | QueuedBehind:
+    """Queue a job (as ``enqueue`` does: trusts and queue positions logged) and take a free net of a backend the
+    model suits for it, in one transaction: a launch from the Launchpad. With older jobs waiting for the free nets
+    (``backends_of``, as ``claim_queued_job_of_model``) the job stays QUEUED, last in line (``QueuedBehind``).
 
     Raises:
         InvalidInputError: no trusts, a trust named twice, a trust without an FL kit slot or not approved for the
@@ -241,13 +276,9 @@ def enqueue_and_claim(session: Session, model_id: uuid.UUID, trust_ids: Sequence
         refuse_in_deployment_mode(session, "starting a training")
         trusts = _checked_trusts(session, model_id, trust_ids)
         slots = _slots_or_raise(session, suits, net_name)
-        job = FLJob(model_id=model_id)
-        session.add(job)
-        session.flush()
-        session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
-        set_model_status(session, model, ModelStatus.INITIATED)
-        slot, net = slots[_pick(slots, suits)]
-        return _take(session, job, slot, net, trusts, trust_ids)
+        job = add_queued_job_in_transaction(session, model, trust_ids, {t: n for t, (n, _) in trusts.items()},
+                                            suits)
+        return _launch(session, job, suits, slots, backends_of, trusts, trust_ids)
 
 
 def enqueue_and_claim_free_net(session: Session, model_id: uuid.UUID, trust_ids: Sequence[uuid.UUID],

@@ -7,7 +7,7 @@ leaves a consistent state that reconciliation can read; a crash inside one leave
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -16,7 +16,7 @@ from flip_pipelines.db.models import FLJob, FLJobTrust, FLLogs, FLNets, FLSchedu
 from flip_pipelines.db.registry import trust_names_in_transaction, unapproved_in_transaction
 from flip_pipelines.db.site_config import refuse_in_deployment_mode
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
-from flip_pipelines.domain.enums import ACTIVE_JOB_STATUSES, FLLogEvent, JobStatus, ModelStatus, NetStatus
+from flip_pipelines.domain.enums import ACTIVE_JOB_STATUSES, FLBackend, FLLogEvent, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from flip_pipelines.domain.lifecycle import FINAL_STATES, Outcome
 from flip_pipelines.domain.model_check import ModelCheck
@@ -34,11 +34,6 @@ def _free_slots(session: Session, where: sa.ColumnElement[bool]) -> int:
         .values(status=NetStatus.AVAILABLE, job_id=None)
     )
     return int(result.rowcount or 0)
-
-
-def free_net_of_job_in_transaction(session: Session, fl_job_id: uuid.UUID) -> int:
-    """Free the net whose slot holds the job, in the open transaction; how many slots were freed."""
-    return _free_slots(session, col(FLScheduler.job_id) == fl_job_id)
 
 
 def _running_job(session: Session, fl_job_id: uuid.UUID) -> FLJob:
@@ -87,13 +82,20 @@ def enqueue_in_transaction(session: Session, model_id: uuid.UUID, trust_ids: Seq
     refusal = check.refusal(session.exec(select(FLNets.fl_backend).distinct()).all())
     if refusal:
         raise InvalidInputError(f"model {model.name} cannot be queued: {refusal}")
-    job = FLJob(model_id=model_id)
+    return add_queued_job_in_transaction(session, model, trust_ids, names, check.backends)
+
+
+def add_queued_job_in_transaction(session: Session, model: Model, trust_ids: Sequence[uuid.UUID],
+                                  names: Mapping[uuid.UUID, str], backends: Iterable[FLBackend]) -> FLJob:
+    """A new QUEUED job of the model on trusts the caller checked (``names``: their names), in the caller's
+    transaction: the model INITIATED, the trusts and the changed queue positions logged, as FLIP's initiate does."""
+    job = FLJob(model_id=model.id)
     session.add(job)
     session.flush()
     session.add_all([FLJobTrust(fl_job_id=job.id, trust_id=t) for t in trust_ids])
     set_model_status(session, model, ModelStatus.INITIATED)
-    write_log(session, model_id, f"Selected trusts for training: {', '.join(names[t] for t in trust_ids)}",
-              details={"fl_job_id": str(job.id), "backends": sorted(b.value for b in check.backends)})
+    write_log(session, model.id, f"Selected trusts for training: {', '.join(names[t] for t in trust_ids)}",
+              details={"fl_job_id": str(job.id), "backends": sorted(b.value for b in backends)})
     _log_changed_positions(session)
     return job
 
@@ -189,18 +191,46 @@ def end_training(session: Session, fl_job_id: uuid.UUID, outcome: Outcome, reaso
         job = get_row(session, FLJob, fl_job_id, "fl_job", for_update=True)
         if job.status == JobStatus.QUEUED:
             raise ConflictError(f"fl_job {fl_job_id} is QUEUED, not running")
-        if job.status != JobStatus.IN_PROGRESS:
-            return False
-        _end_job(session, job, outcome, reason)
-        return True
+        return end_locked_training_in_transaction(session, job, outcome, reason)
 
 
-def _end_job(session: Session, job: FLJob, outcome: Outcome, reason: str) -> None:
+def end_locked_training_in_transaction(session: Session, job: FLJob, outcome: Outcome, reason: str,
+                                       model_status: ModelStatus | None = None) -> bool:
+    """``end_training`` in the caller's transaction, on a job row the caller locked and read afresh (so of two
+    enders the second sees the job ended and changes nothing: False). ``model_status``: the status the model
+    takes instead of the outcome's (a status an FL server pushed, e.g. RESULTS_UPLOAD_FAILED)."""
+    if job.status != JobStatus.IN_PROGRESS:
+        return False
+    _end_job(session, job, outcome, reason, model_status)
+    return True
+
+
+def running_training_of_model_in_transaction(session: Session, model_id: uuid.UUID) -> FLJob | None:
+    """The model's training running on a net — its IN_PROGRESS job that a BUSY slot holds — locked and read
+    afresh, or None. A model can have one (a job queued again while it trains is QUEUED); should two of its jobs
+    run on two nets, the submitted one claimed first is taken.
+
+    PostgreSQL: the job row is locked ``FOR UPDATE``, so a caller that waited for another ender's lock finds the
+    job no longer running. SQLite: ``BEGIN IMMEDIATE`` serialises the two."""
+    return session.exec(
+        select(FLJob)
+        .join(FLScheduler, col(FLScheduler.job_id) == FLJob.id)
+        .where(FLJob.model_id == model_id, FLJob.status == JobStatus.IN_PROGRESS,
+               FLScheduler.status == NetStatus.BUSY)
+        .order_by(col(FLJob.fl_backend_job_id).is_(None), col(FLJob.started), col(FLJob.id))
+        .limit(1)
+        .with_for_update(of=FLJob)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _end_job(session: Session, job: FLJob, outcome: Outcome, reason: str,
+             model_status: ModelStatus | None = None) -> None:
     final = FINAL_STATES[outcome]
     job.status, job.completed = final.job, utcnow()
     session.add(job)
     _free_slots(session, col(FLScheduler.job_id) == job.id)
-    set_model_status(session, get_row(session, Model, job.model_id, "model"), final.model)
+    set_model_status(session, get_row(session, Model, job.model_id, "model"), model_status or final.model)
     write_log(session, job.model_id, reason, success=outcome in (Outcome.FINISHED, Outcome.ABORTED),
               details={"fl_job_id": str(job.id), "outcome": outcome.value, "backend_job_id": job.fl_backend_job_id})
 
@@ -232,7 +262,9 @@ def fail_before_submission(session: Session, fl_job_id: uuid.UUID, reason: str) 
 def abort_model(session: Session, model_id: uuid.UUID, reason: str) -> AbortedTraining:
     """Stop a model: its queued jobs DELETED, its claimed jobs ended ABORTED (DELETED, nets AVAILABLE), the
     model STOPPED — in one transaction. Returns the submitted FL jobs to abort on their FL servers; a run still
-    preparing one stops at its abort gate. Nothing queued or running: nothing changes.
+    preparing one stops at its abort gate. Nothing queued or running: nothing changes. The jobs' rows are locked
+    (PostgreSQL), so a training ended at the same instant (an FL server's pushed status, a sensor) is not ended
+    twice: whoever ended it first decided.
 
     Raises:
         NotFoundError: unknown model.
@@ -244,6 +276,8 @@ def abort_model(session: Session, model_id: uuid.UUID, reason: str) -> AbortedTr
             .join(FLScheduler, col(FLScheduler.job_id) == FLJob.id, isouter=True)
             .join(FLNets, col(FLNets.id) == FLScheduler.net_id, isouter=True)
             .where(FLJob.model_id == model_id, col(FLJob.status).in_(ACTIVE_JOB_STATUSES))
+            .with_for_update(of=FLJob)
+            .execution_options(populate_existing=True)
         ).all()
         if not rows:
             return AbortedTraining(dequeued=0, stopped_jobs=(), backend_jobs=())

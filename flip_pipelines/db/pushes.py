@@ -9,37 +9,41 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from flip_pipelines.db.lifecycle import free_net_of_job_in_transaction
-from flip_pipelines.db.models import FLJob, FLKitSlot, FLLogs, FLMetrics, Model, Trust, utcnow
+from flip_pipelines.db.lifecycle import end_locked_training_in_transaction, running_training_of_model_in_transaction
+from flip_pipelines.db.models import FLKitSlot, FLLogs, FLMetrics, Model, Trust
 from flip_pipelines.db.registry import unapproved_in_transaction
 from flip_pipelines.db.transaction import get_row, set_model_status, transaction, write_log
-from flip_pipelines.domain.enums import JobStatus, ModelStatus
+from flip_pipelines.domain.enums import ModelStatus
 from flip_pipelines.domain.errors import InvalidInputError
-from flip_pipelines.domain.pushes import MetricPoint, pushed_status_effect
+from flip_pipelines.domain.pushes import ENDS_TRAINING, MetricPoint, pushed_status_effect
 
 
 def record_pushed_status(session: Session, model_id: uuid.UUID, status: ModelStatus) -> bool:
     """An FL server reports a model's status (FLIP's ``PUT /model/{id}/status/{status}``): the model takes it
-    (audited as FLIP audits), FLIP's sentence is logged, and a final status ends the model's newest live job —
-    COMPLETED, its net AVAILABLE. A stopped model ignores late reports (False).
+    (audited as FLIP audits), and FLIP's sentence is logged. A final status (``domain.pushes.ENDS_TRAINING``)
+    ends the training through the lifecycle's one ending transition (``end_locked_training_in_transaction``):
+    the job row locked, ended once — COMPLETED, its net AVAILABLE — with the pushed status as the model's and
+    FLIP's sentence as the ending logged.
+
+    The route names no net, and FLIP's FL servers send none (their ``NET_ID`` names the net to the trust's imaging
+    API only), so the training is the one running on a net: the model's IN_PROGRESS job that a BUSY slot holds —
+    never a newer QUEUED job, which FLIP's "newest job" rule completes. A final status with no training running
+    (pushed twice, or the hub ended it first) and a late report to a stopped model change nothing (False).
 
     Raises:
         NotFoundError: unknown model.
     """
     with transaction(session):
         model = get_row(session, Model, model_id, "model")
-        effect = pushed_status_effect(model.status, status)
+        job = running_training_of_model_in_transaction(session, model_id) if status in ENDS_TRAINING else None
+        if job is not None:  # afresh, under the job's lock: whatever ended or moved it meanwhile is seen
+            model = get_row(session, Model, model_id, "model", for_update=True)
+        effect = pushed_status_effect(model.status, status, training_running=job is not None)
         if not effect.applied:
             return False
-        if effect.ends_training:
-            job = session.exec(
-                select(FLJob).where(FLJob.model_id == model_id, FLJob.status != JobStatus.DELETED)
-                .order_by(col(FLJob.created).desc())
-            ).first()
-            if job is not None and job.status == JobStatus.IN_PROGRESS:
-                job.status, job.completed = JobStatus.COMPLETED, utcnow()
-                session.add(job)
-                free_net_of_job_in_transaction(session, job.id)
+        if job is not None and effect.ends_training is not None:
+            return end_locked_training_in_transaction(session, job, effect.ends_training, str(effect.message),
+                                                      model_status=status)
         set_model_status(session, model, status)
         if effect.message:
             write_log(session, model_id, effect.message, success=effect.success)
@@ -145,7 +149,15 @@ class RoundValue:
 def record_round_metrics(session: Session, model_id: uuid.UUID, since: datetime | None,
                          values: Sequence[RoundValue]) -> tuple[list[RoundValue], list[str]]:
     """The metrics a training's FL API reported so far, as ``fl_metrics`` rows (what FLIP's FL servers push):
-    only those not yet recorded since the training started, so polling again writes nothing twice.
+    only those not yet recorded since the training started, so polling again writes nothing twice — nor do two
+    runs recording at the same instant (a resumed run beside its late original).
+
+    The read-then-insert is made atomic by serialising the recorders of one model at the database: the model's
+    row is locked ``FOR UPDATE`` first on PostgreSQL (SQLite's ``BEGIN IMMEDIATE``, ``db.engine``, takes the
+    write lock when the transaction begins), so the second recorder reads what the first stored. A unique key
+    cannot do it: ``fl_metrics`` has no job column and a model trains many times, so one (model, client, round,
+    label) legitimately recurs across trainings; and FLIP's hub database is used as it is, so no key (nor the
+    insert-on-conflict that needs one) can be added there.
 
     Returns the values recorded now, and the FL clients whose values were left out because no trust approved
     for the model has them as its kit slot.
@@ -154,7 +166,7 @@ def record_round_metrics(session: Session, model_id: uuid.UUID, since: datetime 
         NotFoundError: unknown model.
     """
     with transaction(session):
-        get_row(session, Model, model_id, "model")
+        get_row(session, Model, model_id, "model", for_update=True)
         query = select(FLMetrics.fl_client_name, FLMetrics.global_round, FLMetrics.label).where(
             FLMetrics.model_id == model_id)
         if since is not None:

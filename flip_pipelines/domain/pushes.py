@@ -4,6 +4,7 @@ decide it — pure, so the table test covers every pair of statuses."""
 from dataclasses import dataclass
 
 from flip_pipelines.domain.enums import ModelStatus
+from flip_pipelines.domain.lifecycle import Outcome
 
 IGNORED_WHEN_STOPPED: frozenset[ModelStatus] = frozenset({
     ModelStatus.PREPARED, ModelStatus.RUNNING, ModelStatus.ERROR, ModelStatus.RESULTS_UPLOADED,
@@ -11,10 +12,14 @@ IGNORED_WHEN_STOPPED: frozenset[ModelStatus] = frozenset({
 })
 """A stopped model ignores what its FL server still reports (FLIP's ``_IGNORED_WHEN_STOPPED``)."""
 
-ENDS_TRAINING: frozenset[ModelStatus] = frozenset({
-    ModelStatus.ERROR, ModelStatus.STOPPED, ModelStatus.RESULTS_UPLOADED, ModelStatus.RESULTS_UPLOAD_FAILED,
-})
-"""Statuses after which the model's job is COMPLETED and its net freed (FLIP's ``update_fl_scheduler``)."""
+ENDS_TRAINING: dict[ModelStatus, Outcome] = {
+    ModelStatus.ERROR: Outcome.FAILED,
+    ModelStatus.STOPPED: Outcome.STOPPED,
+    ModelStatus.RESULTS_UPLOADED: Outcome.FINISHED,
+    ModelStatus.RESULTS_UPLOAD_FAILED: Outcome.FAILED,
+}
+"""Final statuses: the training ends with this outcome — job COMPLETED, its net AVAILABLE (FLIP's
+``update_fl_scheduler``) — and the model takes the pushed status itself."""
 
 MESSAGES: dict[ModelStatus, str] = {
     ModelStatus.ERROR: "There has been an error whilst running the job for this model.",
@@ -30,19 +35,26 @@ MESSAGES: dict[ModelStatus, str] = {
 
 @dataclass(frozen=True)
 class PushedStatusEffect:
-    applied: bool  # the model takes the status (False: a stopped model ignores it)
-    ends_training: bool  # the model's job ends and its net is freed
+    applied: bool  # the model takes the status (False: a late report, ignored)
+    ends_training: Outcome | None  # the running training ends so (its job COMPLETED, its net freed), or None
     message: str | None  # the fl_logs line, if any
     success: bool
 
 
-def pushed_status_effect(current: ModelStatus, pushed: ModelStatus) -> PushedStatusEffect:
+def pushed_status_effect(current: ModelStatus, pushed: ModelStatus, training_running: bool) -> PushedStatusEffect:
+    """``training_running``: the model has a training running on a net, which a final status ends.
+
+    A final status with none running is a late report — pushed again, or the hub ended the training first (whoever
+    ended it decided its outcome) — and is ignored, as a stopped model ignores late reports. FLIP ends the model's
+    newest job instead, when the status changed: a QUEUED job when the model was queued again meanwhile."""
+    ignored = PushedStatusEffect(False, None, None, True)
     if current == ModelStatus.STOPPED and pushed in IGNORED_WHEN_STOPPED:
-        return PushedStatusEffect(False, False, None, True)
-    changed = current != pushed
+        return ignored
+    if pushed in ENDS_TRAINING and not training_running:
+        return ignored
     return PushedStatusEffect(
         applied=True,
-        ends_training=changed and pushed in ENDS_TRAINING,
+        ends_training=ENDS_TRAINING.get(pushed),
         message=MESSAGES.get(pushed),
         success=pushed not in (ModelStatus.ERROR, ModelStatus.STOPPED, ModelStatus.RESULTS_UPLOAD_FAILED),
     )

@@ -26,6 +26,25 @@ class Claim:
     model_key: str = ""  # the model's readable key: its partition of the training assets
 
 
+ARTICLES = {FLBackend.NVFLARE: "an", FLBackend.FLOWER: "a"}  # as the names are read: "en-vee-flare", "flower"
+
+
+@dataclass(frozen=True)
+class QueuedBehind:
+    """A launch that may not take a free net ahead of older queued jobs waiting for it: its job waits QUEUED in
+    its place, for the queue sensor to start in turn."""
+
+    fl_job_id: uuid.UUID
+    model_id: uuid.UUID
+    older_jobs: int  # queued before it, waiting for a free net of ``backends``
+    backends: tuple[FLBackend, ...]  # the free nets' backends the model suits
+
+    def reason(self) -> str:
+        jobs = "1 older job waits" if self.older_jobs == 1 else f"{self.older_jobs} older jobs wait"
+        nets = " or ".join(b.value for b in self.backends)
+        return f"{jobs} for {ARTICLES[self.backends[0]]} {nets} net; the queue sensor starts this one in turn"
+
+
 @dataclass(frozen=True)
 class NetDetails:
     name: str

@@ -7,6 +7,7 @@ already has is never bundled, uploaded or submitted a second time (a restarted r
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import dagster as dg
@@ -16,7 +17,7 @@ from flip_pipelines.assets.training import FL_JOB, MODEL_FILES, MODEL_PARTITIONS
 from flip_pipelines.db import claims, lifecycle, model_partitions, registry
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
-from flip_pipelines.domain.queue import Claim
+from flip_pipelines.domain.queue import Claim, QueuedBehind
 from flip_pipelines.faults import crash_point
 from flip_pipelines.fl_api.client import FLApiNotFoundError
 from flip_pipelines.fl_api.schemas import UploadAppRequest
@@ -25,6 +26,7 @@ from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import RunHeartbeat
 from flip_pipelines.resources.storage import FlipStorage
+from flip_pipelines.services.model_checks import check_models
 
 
 class TrainModelConfig(dg.Config):
@@ -78,10 +80,11 @@ def model_of_run(context: dg.OpExecutionContext, config: TrainModelConfig, queue
             return model_partitions.model_of_partition(session, named)
 
 
-def claim_for_run(model_id: uuid.UUID, config: TrainModelConfig, queue_db: QueueDatabase,
-                  storage: FlipStorage) -> Claim:
+def claim_for_run(log: dg.DagsterLogManager, model_id: uuid.UUID, config: TrainModelConfig, queue_db: QueueDatabase,
+                  storage: FlipStorage) -> Claim | QueuedBehind:
     """The claim this run trains: the sensor's, or one taken now for a Launchpad launch (a model whose files suit
-    no backend is refused with every reason, before anything is written)."""
+    no backend is refused with every reason, before anything is written) — unless older queued jobs wait for the
+    free nets it suits, which the queue sensor starts first: then the job waits QUEUED in its place."""
     if config.fl_job_id:
         with queue_db.session() as session:
             claim = claims.claim_for_job(session, parse_uuid(config.fl_job_id, "fl_job_id"))
@@ -93,29 +96,55 @@ def claim_for_run(model_id: uuid.UUID, config: TrainModelConfig, queue_db: Queue
         refusal = check.refusal(registry.registered_backends(session))
         if refusal:
             raise FlipError(f"model {registry.get_model(session, model_id).name} cannot train: {refusal}")
+        free = claims.free_net_count(session).keys() & check.backends
+        waiting = [m for m in claims.queued_models(session) if m != model_id] if free else []
+    backends_of = {m: c.backends for m, c in check_models(storage, waiting, log).items()}
+    with queue_db.session() as session:
         if not config.trusts and claims.has_queued_job(session, model_id):
-            return claims.claim_queued_job_of_model(session, model_id, check.backends, config.net)
+            return claims.claim_queued_job_of_model(session, model_id, check.backends, config.net,
+                                                    backends_of=backends_of)
         trust_ids = registry.get_trust_ids_by_names(session, config.trusts or registry.approved_trust_names(
             session, model_id))
-        return claims.enqueue_and_claim(session, model_id, trust_ids, check.backends, config.net)
+        return claims.enqueue_and_claim(session, model_id, trust_ids, check.backends, config.net,
+                                        backends_of=backends_of)
+
+
+def model_key(context: dg.OpExecutionContext, queue_db: QueueDatabase, model_id: uuid.UUID) -> str:
+    """The model's partition key, the partition added when the queue sensor has not yet."""
+    with queue_db.session() as session:
+        key = model_partitions.partition_key_of_model(session, model_id)
+    if not context.instance.has_dynamic_partition(MODEL_PARTITIONS.name, key):
+        context.instance.add_dynamic_partitions(MODEL_PARTITIONS.name, [key])
+    return key
 
 
 def with_model_key(context: dg.OpExecutionContext, queue_db: QueueDatabase, claim: Claim) -> Claim:
-    """The claim with its model's partition key, the partition added when the queue sensor has not yet."""
-    with queue_db.session() as session:
-        key = model_partitions.partition_key_of_model(session, claim.model_id)
-    if not context.instance.has_dynamic_partition(MODEL_PARTITIONS.name, key):
-        context.instance.add_dynamic_partitions(MODEL_PARTITIONS.name, [key])
-    return replace(claim, model_key=key)
+    return replace(claim, model_key=model_key(context, queue_db, claim.model_id))
 
 
-@dg.op(description="Claim (or look up) the net for this training: a free net of a backend the model's files suit.")
+def wait_in_queue(context: dg.OpExecutionContext, queue_db: QueueDatabase, behind: QueuedBehind) -> None:
+    """A launch that may not jump the queue ends here, its job QUEUED: the run succeeds without claiming, so no
+    failure or reconcile sensor acts on it, and it carries no ``flip/fl_job_id`` (the job's runs are the
+    sensor's)."""
+    key = model_key(context, queue_db, behind.model_id)
+    context.instance.add_run_tags(context.run_id, {
+        "flip/model_id": str(behind.model_id), "flip/model": key, "flip/queued_fl_job_id": str(behind.fl_job_id)})
+    context.log.info(f"{key} (fl_job {behind.fl_job_id}) waits in the queue: {behind.reason()}")
+
+
+@dg.op(description="Claim (or look up) the net for this training: a free net of a backend the model's files suit, "
+                   "unless older queued jobs wait for it (then the job waits QUEUED and the run ends here).",
+       out=dg.Out(Claim, is_required=False))
 def resolve_backend(context: dg.OpExecutionContext, config: TrainModelConfig, queue_db: QueueDatabase,
-                    storage: FlipStorage, heartbeat: RunHeartbeat) -> Claim:
+                    storage: FlipStorage, heartbeat: RunHeartbeat) -> Iterator[dg.Output[Claim]]:
     """``heartbeat`` beats from here to the end of the run (resources live as long as an in-process run)."""
     try:
         model_id = model_of_run(context, config, queue_db)
-        claim = with_model_key(context, queue_db, claim_for_run(model_id, config, queue_db, storage))
+        taken = claim_for_run(context.log, model_id, config, queue_db, storage)
+        if isinstance(taken, QueuedBehind):
+            wait_in_queue(context, queue_db, taken)
+            return
+        claim = with_model_key(context, queue_db, taken)
     except FlipError as exc:
         raise training_failure(str(exc)) from None
     except Exception as exc:
@@ -130,7 +159,7 @@ def resolve_backend(context: dg.OpExecutionContext, config: TrainModelConfig, qu
         f"with trusts {', '.join(claim.trust_names)} (FL clients {', '.join(claim.slot_names)})"
     )
     crash_point("after_claim", str(claim.model_id))
-    return claim
+    yield dg.Output(claim)
 
 
 def _already_submitted(context: dg.OpExecutionContext, claim: Claim) -> bool:

@@ -4,21 +4,17 @@
 everything else — jobs queued by FLIP's UI, jobs that waited for a net, and any launch that could not be made.
 """
 
-import time
 import uuid
 
 import dagster as dg
 
 from flip_pipelines.assets.training import MODEL_PARTITIONS
 from flip_pipelines.db import claims, lifecycle, model_partitions, registry, site_config
-from flip_pipelines.domain.model_check import ModelCheck
-from flip_pipelines.domain.retry import is_transient
 from flip_pipelines.domain.runs import run_key, run_tags, train_model_run_config
 from flip_pipelines.jobs.training import train_model
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.storage import FlipStorage
-
-CHECK_BUDGET_SECONDS = 20.0  # S3 checks per tick stop here, well inside Dagster's 60 s sensor timeout
+from flip_pipelines.services.model_checks import check_models
 
 
 def new_partitions(context: dg.SensorEvaluationContext, keys: dict[uuid.UUID, str]
@@ -32,29 +28,6 @@ def new_partitions(context: dg.SensorEvaluationContext, keys: dict[uuid.UUID, st
 
 def skipped(context: dg.SensorEvaluationContext, keys: dict[uuid.UUID, str], reason: str) -> dg.SensorResult:
     return dg.SensorResult(skip_reason=reason, dynamic_partitions_requests=new_partitions(context, keys))
-
-
-def check_models(storage: FlipStorage, model_ids: list[uuid.UUID], log: dg.DagsterLogManager
-                 ) -> dict[uuid.UUID, ModelCheck]:
-    """Which backends each waiting model's files suit (object listing + config.json), within the tick budget.
-
-    A model whose check failed is left out this tick and its jobs wait: a passing S3 problem (``domain.retry``)
-    is tried again next tick, a refusal is logged as an error for people to fix; neither retires a job."""
-    store = storage.bundle_store()
-    deadline = time.monotonic() + CHECK_BUDGET_SECONDS
-    checks: dict[uuid.UUID, ModelCheck] = {}
-    for model_id in model_ids:
-        if time.monotonic() > deadline:
-            log.warning(f"checked {len(checks)} of {len(model_ids)} waiting models within the tick budget")
-            break
-        try:
-            checks[model_id] = store.check(str(model_id))
-        except Exception as exc:  # the jobs wait either way; only people can fix a refusal
-            if is_transient(exc):
-                log.warning(f"could not check model {model_id} this tick, trying again next tick: {exc}")
-            else:
-                log.error(f"S3 refused to list model {model_id}'s files, its jobs wait until that is fixed: {exc}")
-    return checks
 
 
 @dg.sensor(

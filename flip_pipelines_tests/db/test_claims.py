@@ -10,6 +10,7 @@ from flip_pipelines.db import claims, lifecycle, registry
 from flip_pipelines.db.models import FLJob, FLKitSlot, FLLogs, FLScheduler, Model, ModelTrustIntersect
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.errors import InvalidInputError, NotFoundError
+from flip_pipelines.domain.queue import Claim, QueuedBehind
 from flip_pipelines_tests.factories import build_world, claim_next, fits, queue_model
 
 NVFLARE, FLOWER = frozenset({FLBackend.NVFLARE}), frozenset({FLBackend.FLOWER})
@@ -202,3 +203,36 @@ def test_a_claim_given_back_by_requeue_waits_in_its_place_for_the_sensor(session
     assert claims.free_net_count(session) == {FLBackend.NVFLARE: 1, FLBackend.FLOWER: 1}
     again = claims.claim_next_job(session, {model.id: NVFLARE})
     assert again is not None and again.fl_job_id == job.id
+
+
+def test_a_launch_does_not_take_the_net_an_older_job_of_another_model_waits_for(session: Session) -> None:
+    """The Launchpad path keeps FIFO as the queue sensor does: a free NVFlare net an older NVFlare job waits for
+    (the sensor has not ticked since the net was freed) is not taken; the launched job waits QUEUED in its place."""
+    world = _two_backend_world(session)
+    older, older_job = queue_model(session, world, "older", fits(FLBackend.NVFLARE))
+    queued, queued_job = queue_model(session, world, "queued", fits(FLBackend.NVFLARE))
+    waiting = {older: NVFLARE, queued: NVFLARE}
+    behind = claims.claim_queued_job_of_model(session, queued, NVFLARE, backends_of=waiting)
+    assert isinstance(behind, QueuedBehind) and behind.fl_job_id == queued_job
+    assert behind.reason() == "1 older job waits for an nvflare net; the queue sensor starts this one in turn"
+    launched = registry.add_model(session, "launched", "proj")
+    behind = claims.enqueue_and_claim(session, launched.id, world.trust_ids, NVFLARE, backends_of=waiting)
+    assert isinstance(behind, QueuedBehind)
+    assert behind.reason() == "2 older jobs wait for an nvflare net; the queue sensor starts this one in turn"
+    assert [p.fl_job_id for p in lifecycle.queue_positions(session)] == [older_job, queued_job, behind.fl_job_id]
+    assert claims.free_net_count(session) == {FLBackend.NVFLARE: 1, FLBackend.FLOWER: 1}
+    assert session.get(Model, launched.id).status == ModelStatus.INITIATED  # type: ignore[union-attr]
+    claim = claims.claim_next_job(session, {**waiting, launched.id: NVFLARE})
+    assert claim is not None and claim.fl_job_id == older_job, "the sensor starts them in their order"
+
+
+def test_an_older_job_that_only_suits_a_busy_backend_does_not_block_a_launch(session: Session) -> None:
+    world = _two_backend_world(session)
+    running, _ = queue_model(session, world, "running", fits(FLBackend.NVFLARE))
+    assert claims.claim_next_job(session, {running: NVFLARE}).net_name == "net-nvflare"
+    older, older_job = queue_model(session, world, "older-nvflare", fits(FLBackend.NVFLARE))
+    launched, launched_job = queue_model(session, world, "launched", fits())
+    claim = claims.claim_queued_job_of_model(session, launched, frozenset(FLBackend),
+                                             backends_of={older: NVFLARE, launched: frozenset(FLBackend)})
+    assert isinstance(claim, Claim) and claim.fl_job_id == launched_job and claim.net_name == "net-flower"
+    assert _job(session, older_job).status == JobStatus.QUEUED, "it waits for the NVFlare net"

@@ -35,3 +35,25 @@ def test_models_are_partitions_by_readable_name(session: Session) -> None:
     assert keys == {first: "chest-xray", second: f"chest-xray ({str(second)[:8]})"}
     assert model_partitions.model_of_partition(session, keys[second]) == second
     assert model_partitions.partition_key_of_model(session, first) == "chest-xray"
+
+
+def test_two_recorders_at_once_store_each_value_once(engine) -> None:  # type: ignore[no-untyped-def]
+    """Two runs following one training (a resumed run beside a late original) record the same poll at the same
+    instant: recorders of one model are serialised at the database, so the second sees what the first stored."""
+    from flip_pipelines.db.engine import new_session
+    from flip_pipelines_tests.db.test_pushes import _at_once
+
+    with new_session(engine) as session:
+        world = build_world(session, nets=1)
+        model_id, job_id = queue_model(session, world, "raced")
+        claim_next(session)
+        since = lifecycle.get_job(session, job_id).started
+    for round_number in range(1, 6):
+        values = [pushes.RoundValue(f"site-{c}", round_number, label, 0.1 * c)
+                  for c in (1, 2) for label in ("train_loss", "val_loss", "val_accuracy")]
+        recorded = _at_once(engine, *[lambda own, v=values: pushes.record_round_metrics(own, model_id, since, v)] * 2)
+        assert sorted(len(r) for r, _ in recorded) == [0, 6]  # type: ignore[misc]
+    with new_session(engine) as session:
+        rows = session.exec(select(FLMetrics.fl_client_name, FLMetrics.global_round, FLMetrics.label)
+                            .where(FLMetrics.model_id == model_id)).all()
+    assert len(rows) == len(set(rows)) == 30
