@@ -1,7 +1,7 @@
 """Which database ``db upgrade`` is looking at, from its Alembic revision: one this project migrates, a FLIP hub
 database it leaves exactly as it is, or one it refuses to touch.
 
-FLIP's history (flip-api's Alembic versions, every revision file the stored copies of londonaicentre/FLIP hold)
+FLIP's history (flip-api's Alembic versions: every revision the stored copies of londonaicentre/FLIP hold or name)
 is one line from its baseline to ``FLIP_HEAD`` with three merges, and four branches off it that no merge joins:
 revisions FLIP wrote and later dropped or never merged (each file's own ``down_revision``). A FLIP database can
 sit at any of them; only ``FLIP_HEAD`` holds every column this project's tables map, so only it is used."""
