@@ -96,13 +96,19 @@ BRANCHES: dict[str, tuple[str | None, list[Step]]] = {
 
 
 def steps_to(revision: str) -> list[Step]:
-    """The steps ``alembic upgrade <revision>`` runs on an empty database, in order."""
+    """The steps ``alembic upgrade <revision>`` runs on an empty database, in order: the revision and every
+    revision it descends from (not a sibling branch its merge has yet to join)."""
     line = [step[0] for step in FLIP_LINE]
     if revision in line:
-        return FLIP_LINE[:line.index(revision) + 1]
-    fork, steps = BRANCHES[revision]
-    own = [step[0] for step in steps]
-    return (FLIP_LINE[:line.index(fork) + 1] if fork else []) + steps[:own.index(revision) + 1]
+        steps = FLIP_LINE[:line.index(revision) + 1]
+    else:
+        fork, own = BRANCHES[revision]
+        steps = (FLIP_LINE[:line.index(fork) + 1] if fork else []) + own[:[s[0] for s in own].index(revision) + 1]
+    wanted, downs = {revision}, {step[0]: step[1] for step in steps}
+    for step in reversed(steps):
+        if step[0] in wanted:
+            wanted.update(downs[step[0]])
+    return [step for step in steps if step[0] in wanted]
 
 
 def _run(connection: sa.Connection, steps: Iterable[Step], heads: set[str]) -> set[str]:

@@ -144,3 +144,4 @@ def test_the_harness_builds_each_flip_revision_as_flips_history_records_it() -> 
             # c3a7f1eb9402 first revised 40f7934c6419, before FLIP put b7e3a1c95d20 under it
             assert down == FLIP_HISTORY[step].down or (step, down) == ("c3a7f1eb9402", ("40f7934c6419",))
             assert set(down) <= {s[0] for s in steps[:position]}
+    assert [s[0] for s in steps_to("8c4f2b9d31e7")] == ["75c871e682a4", "23aff57898a0", "8c4f2b9d31e7"]
