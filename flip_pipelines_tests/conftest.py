@@ -65,19 +65,32 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def flip_hub_template(postgres_server_url: str) -> str:
-    """FLIP's own hub schema at its head, built once by FLIP's migrations (``flip_hub/migrations.py``)."""
-    from flip_pipelines_tests.flip_hub.migrations import build_flip_hub_schema
+    """FLIP's own hub schema at its head, built once by FLIP's migrations (``flip_hub/history.py``)."""
+    from flip_pipelines_tests.flip_hub.history import build_flip_hub_schema
 
     name = f"flip_hub_{uuid.uuid4().hex[:8]}"
     build_flip_hub_schema(create_database(postgres_server_url, name))
     return name
 
 
+@pytest.fixture(scope="session")
+def flip_hub_timestamptz_template(postgres_server_url: str) -> str:
+    """FLIP's head reached after FLIP's timestamptz_columns branch (b7e3c1d94a20): its timestamp columns are
+    ``timestamptz``, those FLIP's line added after the fork are not."""
+    from flip_pipelines_tests.flip_hub.history import build_flip_hub_schema
+
+    name = f"flip_hub_tz_{uuid.uuid4().hex[:8]}"
+    build_flip_hub_schema(create_database(postgres_server_url, name), rejoined_from="b7e3c1d94a20")
+    return name
+
+
 def fresh_database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if kind == "flip-hub":
+        from flip_pipelines_tests.flip_hub.history import create_hub_database
+
         server_url = request.getfixturevalue("postgres_server_url")
         template = request.getfixturevalue("flip_hub_template")
-        return create_database(server_url, f"fh_{uuid.uuid4().hex[:12]}", template=template)
+        return create_hub_database(server_url, f"fh_{uuid.uuid4().hex[:12]}", template=template)
     if kind == "postgres":
         server_url = request.getfixturevalue("postgres_server_url")
         template = request.getfixturevalue("postgres_template")

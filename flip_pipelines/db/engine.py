@@ -7,6 +7,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from flip_pipelines.db.timestamps import read_timestamp_kinds_on_first_connect
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -51,10 +53,13 @@ def _make_sqlite_engine(url: str) -> sa.Engine:
 
 
 def make_engine(url: str) -> sa.Engine:
-    """A new engine for ``url`` (SQLite or PostgreSQL)."""
+    """A new engine for ``url`` (SQLite or PostgreSQL); on PostgreSQL it writes each timestamp as its column
+    expects (``db.timestamps``)."""
     if is_sqlite(url):
         return _make_sqlite_engine(url)
-    return sa.create_engine(normalise_url(url), pool_pre_ping=True)
+    engine = sa.create_engine(normalise_url(url), pool_pre_ping=True)
+    read_timestamp_kinds_on_first_connect(engine)
+    return engine
 
 
 @lru_cache(maxsize=8)

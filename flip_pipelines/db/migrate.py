@@ -13,8 +13,10 @@ from sqlalchemy.engine import Connection, make_url
 if TYPE_CHECKING:
     from alembic.config import Config
 
-from flip_pipelines.db.engine import make_engine, normalise_url
-from flip_pipelines.domain.schema import SchemaAction, SchemaDecision, decide_schema_action
+from flip_pipelines.db.engine import is_sqlite, make_engine, normalise_url
+from flip_pipelines.db.models import SQLModel
+from flip_pipelines.db.timestamps import UTCTimestamp
+from flip_pipelines.domain.schema import HubColumns, SchemaAction, SchemaDecision, decide_schema_action
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -44,6 +46,19 @@ def own_revisions() -> frozenset[str]:
     return frozenset(s.revision for s in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions())
 
 
+def hub_columns(connection: Connection) -> HubColumns:
+    """Which of the columns this project's tables map the database lacks, and which of their timestamps it
+    declares ``timestamptz`` (PostgreSQL)."""
+    tables = SQLModel.metadata.tables
+    mapped = {f"{t.name}.{c.name}": c for t in tables.values() for c in t.columns}
+    held = dict(connection.execute(sa.text(
+        "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ANY(:tables)"), {"tables": list(tables)}).all())
+    timestamps = frozenset(name for name, column in mapped.items() if isinstance(column.type, UTCTimestamp))
+    return HubColumns(missing=frozenset(mapped) - set(held), timestamp_columns=timestamps,
+                      timestamptz=frozenset(n for n in timestamps if held.get(n) == "timestamp with time zone"))
+
+
 def inspect_schema(url: str) -> SchemaDecision:
     """What ``upgrade_database`` would do with the database at ``url``; changes nothing.
 
@@ -55,9 +70,10 @@ def inspect_schema(url: str) -> SchemaDecision:
         with engine.connect() as connection:
             heads = stored_heads(connection)
             has_hub_tables = sa.inspect(connection).has_table("fl_job")
+            columns = hub_columns(connection) if has_hub_tables and not is_sqlite(url) else None
     finally:
         engine.dispose()
-    return decide_schema_action(heads, has_hub_tables, own_revisions())
+    return decide_schema_action(heads, has_hub_tables, own_revisions(), columns)
 
 
 def upgrade_database(url: str, revision: str = "head") -> SchemaDecision:

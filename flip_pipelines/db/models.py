@@ -1,20 +1,22 @@
-"""FLIP's hub tables at its Alembic head (``db.flip_schema.FLIP_HEAD``), with FLIP's definitions — names, types,
+"""FLIP's hub tables at its Alembic head (``domain.schema.FLIP_HEAD``), with FLIP's definitions — names, types,
 enums, nullability, foreign keys — so one code path serves a FLIP hub database and one ``db upgrade`` created.
 
 As in FLIP: enums are stored by member name (``NVFLARE``, ``QUEUED``); timestamps are ``timestamp without time
-zone`` holding UTC; trust references are UUID foreign keys; trust, project and scheduler rows carry no unique
+zone`` holding UTC, and are written timezone-aware into a FLIP hub whose columns are ``timestamptz``
+(``db.timestamps``); trust references are UUID foreign keys; trust, project and scheduler rows carry no unique
 constraint on their names or net (the code checks, and relies on none FLIP lacks). The only additions are indexes
 (``EXTRA_INDEXES``) that make claims and log reads fast; FLIP's own databases work without them.
 """
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
+from flip_pipelines.db.timestamps import UTCTimestamp, name_timestamp_columns, utcnow
 from flip_pipelines.domain.enums import (
     FLBackend,
     JobStatus,
@@ -53,11 +55,6 @@ class UUIDList(sa.types.TypeDecorator):
         return None if value is None else [v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)) for v in value]
 
 
-def utcnow() -> datetime:
-    """Now in UTC, without a zone: FLIP's columns are ``timestamp without time zone`` holding UTC."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _enum(enum: type, name: str) -> sa.Enum:
     return sa.Enum(enum, name=name)
 
@@ -70,7 +67,7 @@ class Project(SQLModel, table=True):
     description: str
     owner_id: uuid.UUID
     deleted: bool = False
-    creation_timestamp: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime())
+    creation_timestamp: datetime = Field(default_factory=utcnow, sa_type=UTCTimestamp())
     status: ProjectStatus = Field(default=ProjectStatus.UNSTAGED, sa_type=_enum(ProjectStatus, "projectstatus"),
                                   nullable=False)
     dicom_to_nifti: bool = True
@@ -85,7 +82,7 @@ class Query(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str
     query: str
-    created: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime())
+    created: datetime = Field(default_factory=utcnow, sa_type=UTCTimestamp())
     created_by: uuid.UUID = Field(index=True)
     project_id: uuid.UUID | None = Field(default=None, foreign_key="projects.id", index=True)
     queried_trust_ids: list[uuid.UUID] = Field(default_factory=list, sa_type=UUIDList(), nullable=False)
@@ -101,7 +98,7 @@ class Model(SQLModel, table=True):
     deleted: bool = False
     project_id: uuid.UUID | None = Field(default=None, foreign_key="projects.id")
     owner_id: uuid.UUID
-    creation_timestamp: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime())
+    creation_timestamp: datetime = Field(default_factory=utcnow, sa_type=UTCTimestamp())
 
 
 class Trust(SQLModel, table=True):
@@ -111,13 +108,13 @@ class Trust(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str
-    last_heartbeat: datetime | None = Field(default=None, sa_type=sa.DateTime())
+    last_heartbeat: datetime | None = Field(default=None, sa_type=UTCTimestamp())
     code: str | None = None
     region: str | None = None
     api_key_hash: str | None = None
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime())
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCTimestamp())
     services_health: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
-    services_health_at: datetime | None = Field(default=None, sa_type=sa.DateTime())
+    services_health_at: datetime | None = Field(default=None, sa_type=UTCTimestamp())
 
 
 class FLKitSlot(SQLModel, table=True):
@@ -128,7 +125,7 @@ class FLKitSlot(SQLModel, table=True):
     slot_name: str = Field(primary_key=True)
     slot_number: int
     assigned_to_trust_id: uuid.UUID | None = Field(default=None, foreign_key="trust.id", index=True)
-    assigned_at: datetime | None = Field(default=None, sa_type=sa.DateTime())
+    assigned_at: datetime | None = Field(default=None, sa_type=UTCTimestamp())
 
 
 class ModelTrustIntersect(SQLModel, table=True):
@@ -173,9 +170,9 @@ class FLJob(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     model_id: uuid.UUID = Field(foreign_key="model.id")
     status: JobStatus = Field(default=JobStatus.QUEUED, sa_type=_enum(JobStatus, "jobstatus"), nullable=False)
-    created: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime())
-    started: datetime | None = Field(default=None, sa_type=sa.DateTime())
-    completed: datetime | None = Field(default=None, sa_type=sa.DateTime())
+    created: datetime = Field(default_factory=utcnow, sa_type=UTCTimestamp())
+    started: datetime | None = Field(default=None, sa_type=UTCTimestamp())
+    completed: datetime | None = Field(default=None, sa_type=UTCTimestamp())
     fl_backend_job_id: str | None = None
     num_gpus: int | None = None
     mem_per_gpu_gib: int | None = None
@@ -209,7 +206,7 @@ class FLLogs(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     model_id: uuid.UUID = Field(foreign_key="model.id")
-    log_date: datetime | None = Field(default_factory=utcnow, sa_type=sa.DateTime())
+    log_date: datetime | None = Field(default_factory=utcnow, sa_type=UTCTimestamp())
     success: bool = True
     trust: uuid.UUID | None = Field(default=None, foreign_key="trust.id")
     fl_client_name: str | None = None
@@ -230,7 +227,7 @@ class FLMetrics(SQLModel, table=True):
     fl_client_name: str
     model_id: uuid.UUID = Field(foreign_key="model.id")
     global_round: int
-    timestamp: datetime | None = Field(default_factory=utcnow, sa_type=sa.DateTime())
+    timestamp: datetime | None = Field(default_factory=utcnow, sa_type=UTCTimestamp())
     label: str
     result: float
     x_label: str = Field(default=DEFAULT_X_LABEL, sa_column_kwargs={"server_default": DEFAULT_X_LABEL})
@@ -244,4 +241,7 @@ class ModelsAudit(SQLModel, table=True):
     model_id: uuid.UUID | None = Field(default=None, foreign_key="model.id", index=True)
     action: ModelAuditAction = Field(sa_type=_enum(ModelAuditAction, "modelauditaction"), nullable=False)
     user_id: uuid.UUID | None = None
-    audit_date: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime())
+    audit_date: datetime = Field(default_factory=utcnow, sa_type=UTCTimestamp())
+
+
+name_timestamp_columns(SQLModel.metadata)

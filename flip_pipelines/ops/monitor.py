@@ -12,6 +12,7 @@ from flip_pipelines import settings
 from flip_pipelines.assets.checks import check_evaluation, evaluate_global_model
 from flip_pipelines.assets.training import GLOBAL_MODEL
 from flip_pipelines.db import claims, lifecycle, registry
+from flip_pipelines.db.timestamps import epoch_seconds
 from flip_pipelines.domain.enums import TERMINAL_FL_JOB_STATUSES, FLJobStatus, JobStatus, ModelStatus
 from flip_pipelines.domain.errors import FlipError
 from flip_pipelines.domain.lifecycle import Outcome, outcome_of_backend_status
@@ -259,5 +260,5 @@ def load_submitted_training(context: dg.OpExecutionContext, config: ResumeConfig
     context.instance.add_run_tags(context.run_id, {"flip/model": claim.model_key})
     context.log.info(f"resuming monitoring of {claim.model_name}: {claim.fl_backend.value} job "
                      f"{claim.backend_job_id} on {claim.net_name}")
-    submitted_at = started.timestamp() if started else time.time()
+    submitted_at = epoch_seconds(started) if started else time.time()
     return claim, SubmittedJob(backend_job_id=claim.backend_job_id, submitted_at=submitted_at)

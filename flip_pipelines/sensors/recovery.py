@@ -7,12 +7,12 @@ gather the facts — the job row, its runs, what its FL server says — and call
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC
 
 import dagster as dg
 
 from flip_pipelines import settings
 from flip_pipelines.db import lifecycle
+from flip_pipelines.db.timestamps import epoch_seconds
 from flip_pipelines.domain.lifecycle import (
     Action,
     AfterFailure,
@@ -118,8 +118,7 @@ def runs_of_job(instance: dg.DagsterInstance, fl_job_id: uuid.UUID, now: float) 
 def _past_grace(job: ActiveJob) -> bool:
     if job.started is None:
         return True
-    started = job.started if job.started.tzinfo else job.started.replace(tzinfo=UTC)
-    return time.time() - started.timestamp() > settings.claim_grace_seconds()
+    return time.time() - epoch_seconds(job.started) > settings.claim_grace_seconds()
 
 
 @dg.sensor(

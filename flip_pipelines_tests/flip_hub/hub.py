@@ -4,24 +4,31 @@ project writes — in plain SQL against FLIP's schema, so nothing here goes thro
 Writers follow flip-api: seed_fl_nets/seed_fl_scheduler (one AVAILABLE slot per net), trust registration and
 FL kit slots, a project approved for its trusts (project_trust_intersect), its cohort query, ``save_model``
 (PENDING, an owner, one model_trust_intersect row per approved trust) and ``site_config``. Readers follow
-model_service (audit trail, logs), fl_scheduler_service (queue positions) and get_net_by_model_id.
+model_service (audit trail, logs), fl_scheduler_service (queue positions) and get_net_by_model_id. Its own
+sessions run in UTC, so FLIP's rows hold the right instants whatever the hub's ``TimeZone`` and column kinds; what
+is under test is what this project writes.
 """
 
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from flip_pipelines.db.engine import make_engine
+from flip_pipelines.db.engine import normalise_url
 
 OWNER = uuid.UUID("6f1c2a4e-95b7-4e0d-9f3a-1c5b7d9e2f40")  # an identity provider's user id ("sub")
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def instant(value: datetime) -> datetime:
+    """A timestamp as FLIP's code takes it: aware from a ``timestamptz`` column, naive UTC from a ``timestamp``."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -32,7 +39,7 @@ class FlipHub:
     nets: dict[str, uuid.UUID] = field(default_factory=dict)
 
     def execute(self, sql: str, **params: Any) -> list[Any]:
-        engine = make_engine(self.url)
+        engine = sa.create_engine(normalise_url(self.url), connect_args={"options": "-c timezone=UTC"})
         try:
             with engine.begin() as connection:
                 result = connection.execute(sa.text(sql), params)
@@ -91,13 +98,13 @@ class FlipHub:
 
     def logs(self, model_id: uuid.UUID) -> list[dict[str, Any]]:
         """Every fl_logs row of a model, checked as FLIP's ingest schema and UI expect them: exactly one of log
-        and event_type, a hub row attributed to no trust, a naive UTC date."""
+        and event_type, a hub row attributed to no trust, a date of the last ten minutes."""
         rows = [dict(r._mapping) for r in self.execute(
             "SELECT log, event_type, success, trust, fl_client_name, details, log_date FROM fl_logs "
             "WHERE model_id = :m ORDER BY log_date", m=model_id)]
         for row in rows:
             assert (row["log"] is None) != (row["event_type"] is None), f"log XOR event_type broken: {row}"
-            assert row["log_date"].tzinfo is None and abs((_now() - row["log_date"]).total_seconds()) < 600, row
+            assert abs((datetime.now(UTC) - instant(row["log_date"])).total_seconds()) < 600, row
         return rows
 
     def queue_positions(self) -> dict[str, int]:
@@ -121,3 +128,16 @@ class FlipHub:
     def slots(self) -> dict[str, str]:
         return {r[0]: r[1] for r in self.execute("SELECT n.name, s.status::text FROM fl_nets n "
                                                   "JOIN fl_scheduler s ON s.net_id = n.id")}
+
+    def misplaced_timestamps(self, since: datetime) -> list[str]:
+        """Every timestamp of the hub tables this project writes whose instant, as FLIP reads it, is not between
+        ``since`` (aware) and now: ``table.column=value`` each. A value written naive into ``timestamptz`` or aware
+        into ``timestamp`` under the hub's non-UTC TimeZone lands hours away."""
+        columns = self.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND data_type LIKE 'timestamp%' AND table_name IN ('projects', 'queries', 'model', 'trust', "
+            "'fl_kit_slot', 'fl_job', 'fl_logs', 'fl_metrics', 'models_audit')")
+        until = datetime.now(UTC) + timedelta(seconds=1)
+        return [f"{table}.{column}={value}" for table, column in columns
+                for (value,) in self.execute(f'SELECT "{column}" FROM {table} WHERE "{column}" IS NOT NULL')
+                if not since - timedelta(seconds=1) <= instant(value) <= until]

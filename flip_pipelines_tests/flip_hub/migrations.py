@@ -1,15 +1,16 @@
-"""A FLIP hub database, built the way FLIP's own Alembic migrations build it (flip-api, londonaicentre/FLIP,
-``flip-api/src/flip_api/db/migrations/versions``): the baseline ``75c871e682a4`` and every revision on the path to
-the head ``f5ad2a562fad``, each written here as the SQL its ``upgrade()`` emits on PostgreSQL, in order, with
-``alembic_version`` moved along as Alembic moves it (merge revisions change nothing but the version).
+"""FLIP's line of Alembic migrations (flip-api, londonaicentre/FLIP, ``flip-api/src/flip_api/db/migrations/versions``):
+the baseline ``75c871e682a4`` and every revision on the path to the head ``f5ad2a562fad``, each written here as the
+SQL its ``upgrade()`` emits on PostgreSQL, in the order Alembic runs them. ``history.py`` adds FLIP's branches and
+builds databases from both.
 
 What this project must treat as FLIP's and leave alone: it is created here only by FLIP's steps, never by this
 project's models, so a difference between the two shows up in ``test_flip_hub.py``.
 """
 
-import sqlalchemy as sa
-
 from flip_pipelines.domain.schema import FLIP_HEAD
+
+Step = tuple[str, tuple[str, ...], str]
+"""A revision, its down revision(s), and the SQL its ``upgrade()`` runs (nothing, for a merge)."""
 
 BASELINE = """
 CREATE TYPE projectstatus AS ENUM ('UNSTAGED', 'STAGED', 'APPROVED');
@@ -126,8 +127,24 @@ CREATE TABLE fl_scheduler (id UUID NOT NULL, net_id UUID NOT NULL, status netsta
     PRIMARY KEY (id), FOREIGN KEY(job_id) REFERENCES fl_job (id), FOREIGN KEY(net_id) REFERENCES fl_nets (id));
 """
 
-# (revision, down revision(s), the SQL its upgrade() runs); merges run nothing
-FLIP_MIGRATIONS: list[tuple[str, tuple[str, ...], str]] = [
+TRUST_SCOPED_USER_ROLES = """
+        ALTER TABLE user_role ADD COLUMN id UUID;
+        UPDATE user_role SET id = gen_random_uuid() WHERE id IS NULL;
+        ALTER TABLE user_role ALTER COLUMN id SET NOT NULL;
+        ALTER TABLE user_role ADD COLUMN trust_id UUID;
+        ALTER TABLE user_role DROP CONSTRAINT user_role_pkey;
+        ALTER TABLE user_role ADD CONSTRAINT user_role_pkey PRIMARY KEY (id);
+        ALTER TABLE user_role ADD CONSTRAINT user_role_trust_id_fkey FOREIGN KEY(trust_id) REFERENCES trust (id);
+        CREATE INDEX ix_user_role_user_id ON user_role (user_id);
+        CREATE INDEX ix_user_role_trust_id ON user_role (trust_id);
+        CREATE UNIQUE INDEX uq_user_role_global ON user_role (user_id, role_id) WHERE trust_id IS NULL;
+        CREATE UNIQUE INDEX uq_user_role_per_trust ON user_role (user_id, role_id, trust_id)
+            WHERE trust_id IS NOT NULL;"""
+"""c3a7f1eb9402's upgrade: on FLIP's line, and on the d5b2c8f04a17 branch, where it first revised 40f7934c6419."""
+
+# FLIP's line, in the order ``alembic upgrade`` runs it: (revision, down revision(s), the SQL its upgrade() runs);
+# merges run nothing
+FLIP_LINE: list[Step] = [
     ("75c871e682a4", (), BASELINE),
     ("23aff57898a0", ("75c871e682a4",), """
         CREATE TYPE accessrequeststatus AS ENUM ('PENDING', 'ENROLLED', 'DISMISSED');
@@ -171,56 +188,19 @@ FLIP_MIGRATIONS: list[tuple[str, tuple[str, ...], str]] = [
         ALTER TABLE project_trust_intersect ALTER COLUMN status SET NOT NULL;
         ALTER TABLE project_trust_intersect RENAME COLUMN approved_at TO decided_at;
         ALTER TABLE project_trust_intersect DROP COLUMN approved;"""),
-    ("c3a7f1eb9402", ("b7e3a1c95d20",), """
-        ALTER TABLE user_role ADD COLUMN id UUID;
-        UPDATE user_role SET id = gen_random_uuid() WHERE id IS NULL;
-        ALTER TABLE user_role ALTER COLUMN id SET NOT NULL;
-        ALTER TABLE user_role ADD COLUMN trust_id UUID;
-        ALTER TABLE user_role DROP CONSTRAINT user_role_pkey;
-        ALTER TABLE user_role ADD CONSTRAINT user_role_pkey PRIMARY KEY (id);
-        ALTER TABLE user_role ADD CONSTRAINT user_role_trust_id_fkey FOREIGN KEY(trust_id) REFERENCES trust (id);
-        CREATE INDEX ix_user_role_user_id ON user_role (user_id);
-        CREATE INDEX ix_user_role_trust_id ON user_role (trust_id);
-        CREATE UNIQUE INDEX uq_user_role_global ON user_role (user_id, role_id) WHERE trust_id IS NULL;
-        CREATE UNIQUE INDEX uq_user_role_per_trust ON user_role (user_id, role_id, trust_id)
-            WHERE trust_id IS NOT NULL;"""),
+    ("c3a7f1eb9402", ("b7e3a1c95d20",), TRUST_SCOPED_USER_ROLES),
     ("e8c4a2f71b36", ("c3a7f1eb9402",), """
         ALTER TYPE trustauditaction ADD VALUE IF NOT EXISTS 'ADMIN_ADDED';
         ALTER TYPE trustauditaction ADD VALUE IF NOT EXISTS 'ADMIN_REMOVED';
         ALTER TABLE trusts_audit ADD COLUMN subject_user_id UUID;
         CREATE TYPE decisionmaker AS ENUM ('HUB', 'SITE');
         ALTER TABLE project_trust_intersect ADD COLUMN decided_as decisionmaker;
-        UPDATE project_trust_intersect SET decided_as = 'HUB' WHERE status <> 'PENDING';"""),
+        UPDATE project_trust_intersect SET decided_as = 'HUB' WHERE status <> 'PENDING';
+        UPDATE project_trust_intersect i SET status = 'DECLINED' FROM projects p
+            WHERE p.id = i.project_id AND p.status = 'APPROVED' AND i.status = 'PENDING';
+        DELETE FROM permission WHERE id = 'd24f8b73-6c19-4a5e-b8d0-7f3e2c9a5146';"""),
     (FLIP_HEAD, ("e8c4a2f71b36",), """
         ALTER TABLE fl_job ADD COLUMN num_gpus INTEGER;
         ALTER TABLE fl_job ADD COLUMN mem_per_gpu_gib INTEGER;"""),
 ]
 
-
-def build_flip_hub_schema(url: str, up_to: str = FLIP_HEAD) -> None:
-    """Run FLIP's migrations up to ``up_to`` on an empty PostgreSQL database at ``url``; Alembic's version table
-    ends holding ``up_to``, as FLIP's ``alembic upgrade`` leaves it."""
-    from flip_pipelines.db.engine import make_engine
-
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text(
-                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
-            connection.commit()
-            heads: set[str] = set()
-            for revision, down, sql in FLIP_MIGRATIONS:
-                # ALTER TYPE ... ADD VALUE must commit before the new value is used, as FLIP's autocommit blocks do
-                for statement in filter(str.strip, sql.split(";")):
-                    connection.execute(sa.text(statement))
-                    connection.commit()
-                heads = (heads - set(down)) | {revision}
-                connection.execute(sa.text("DELETE FROM alembic_version"))
-                for head in sorted(heads):
-                    connection.execute(sa.text("INSERT INTO alembic_version VALUES (:v)"), {"v": head})
-                connection.commit()
-                if revision == up_to:
-                    break
-    finally:
-        engine.dispose()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -22,14 +23,12 @@ from flip_pipelines.db.models import EXTRA_INDEXES
 from flip_pipelines.demo_models import demo_model_dir
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.lifecycle import Outcome
-from flip_pipelines.domain.schema import FLIP_HEAD
-from flip_pipelines.local.postgres import create_database
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines_tests.conftest import RunningFLApi
 from flip_pipelines_tests.factories import fits
 from flip_pipelines_tests.flip_hub.conftest import TRUSTS, new_flip_database
+from flip_pipelines_tests.flip_hub.history import create_hub_database
 from flip_pipelines_tests.flip_hub.hub import OWNER, FlipHub
-from flip_pipelines_tests.flip_hub.migrations import build_flip_hub_schema
 from flip_pipelines_tests.flip_hub.training import claimed_run_request, queue_demo_model
 from flip_pipelines_tests.jobs.test_train_model import Hub, _resources, train_model
 
@@ -68,40 +67,11 @@ def cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.C
     return subprocess.run([EXE, *args], env=full_env, capture_output=True, text=True, timeout=120)
 
 
-def test_db_upgrade_recognises_a_flip_hub_database_and_leaves_it_untouched(flip_hub: FlipHub) -> None:
-    before = snapshot(flip_hub.url)
-    result = cli(flip_hub.url, "db", "upgrade")
-    assert result.returncode == 0, result.stderr
-    assert f"FLIP hub database at FLIP revision {FLIP_HEAD}; used as it is, nothing changed" in result.stdout
-    assert snapshot(flip_hub.url) == before
-
-
-@pytest.mark.parametrize(("revision", "message"), [
-    ("ee61ab95ef2b", "older than f5ad2a562fad: upgrade it with FLIP's own migrations"),
-    ("0001", "earlier flip_pipelines schema (revision 0001)"),
-    ("0123456789ab", "unknown Alembic revision '0123456789ab'"),
-])
-def test_db_upgrade_refuses_older_or_unknown_revisions_and_changes_nothing(
-        revision: str, message: str, postgres_server_url: str, flip_hub_template: str) -> None:
-    url = create_database(postgres_server_url, f"fh_{uuid.uuid4().hex[:12]}")
-    if revision == "ee61ab95ef2b":
-        build_flip_hub_schema(url, up_to=revision)
-    else:
-        url = new_flip_database(postgres_server_url, flip_hub_template)
-        FlipHub(url).execute("UPDATE alembic_version SET version_num = :r", r=revision)
-    before = snapshot(url)
-    result = cli(url, "db", "upgrade")
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: ") and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert snapshot(url) == before
-
-
 def test_a_new_database_has_flips_definitions_for_every_table_the_hub_uses(
         postgres_server_url: str, flip_hub_template: str) -> None:
     """Columns (type, nullability, server default), primary and foreign keys, unique constraints, enum labels in
     FLIP's order and indexes match FLIP's; the only extra indexes are EXTRA_INDEXES."""
-    ours = create_database(postgres_server_url, f"ours_{uuid.uuid4().hex[:10]}")
+    ours = create_hub_database(postgres_server_url, f"ours_{uuid.uuid4().hex[:10]}")
     upgrade_database(ours)
     flip = new_flip_database(postgres_server_url, flip_hub_template)
     used = set(SQLModel.metadata.tables)
@@ -173,7 +143,9 @@ def test_cli_commands_on_a_flip_hub_write_what_flip_reads(
         "Selected trusts for training: Trust_1, Trust_2"}
 
 
-def test_every_lifecycle_transition_on_a_flip_hub(flip_hub: FlipHub) -> None:
+def test_every_lifecycle_transition_on_each_supported_flip_hub(supported_flip_hub: FlipHub) -> None:
+    """Every transition writes what FLIP reads, each timestamp at its instant (``test_flip_revisions.py``)."""
+    flip_hub, begun = supported_flip_hub, datetime.now(UTC) - timedelta(seconds=30)
     engine = make_engine(flip_hub.url)
     trusts = list(flip_hub.trusts.values())
     done, failed, requeued, aborted, revoked = (flip_hub.save_model(n) for n in
@@ -231,6 +203,7 @@ def test_every_lifecycle_transition_on_a_flip_hub(flip_hub: FlipHub) -> None:
     for model in (done, failed, requeued, aborted, revoked):
         flip_hub.logs(model)  # every row FLIP-shaped
     assert flip_hub.scalar("SELECT count(*) FROM fl_logs WHERE trust IS NOT NULL") == 0, "hub rows name no trust"
+    assert flip_hub.misplaced_timestamps(since=begun) == []
 
 
 @pytest.mark.slow
