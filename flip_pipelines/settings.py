@@ -29,11 +29,27 @@ def local_stack_env_file() -> Path:
 
 
 def write_local_stack_env(values: dict[str, str]) -> None:
-    path = local_stack_env_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
     values = {**values, LOCAL_STACK_PID_ENV: str(os.getpid())}
-    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(values.items())))
+    write_private_file(local_stack_env_file(),
+                       "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(values.items())))
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (keys, tokens) so that only its owner can ever read it: a new file is created
+    beside it with mode 0600 from the start (``O_CREAT | O_EXCL``: no write-then-chmod window; a umask can only
+    narrow it) and renamed over ``path``, which also replaces a file left behind with a wider mode."""
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def use_local_stack_env() -> None:
@@ -171,7 +187,7 @@ def net_options(net: str) -> "NetOptions":
 def pushed_status_grace_seconds() -> float:
     """How long a training on a net whose FL server pushes its final status (FLIP's) waits for that push after
     the FL job finished (``FLIP_PUSHED_STATUS_GRACE_SECONDS``, default 300)."""
-    return float(os.environ.get("FLIP_PUSHED_STATUS_GRACE_SECONDS", "300"))
+    return float(_env("FLIP_PUSHED_STATUS_GRACE_SECONDS", "300"))
 
 
 def alert_webhook_url() -> str:

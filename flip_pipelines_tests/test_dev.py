@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIP_", "DAGSTER_HOME", "AWS_"))}
     env["FLIP_DATA_DIR"] = str(data)
+    data.mkdir()
+    left = data / "stack.env"  # left behind by a stack that was killed, readable by all
+    left.write_text("export FLIP_LOCAL_STACK_PID=0\n")
+    left.chmod(0o644)
     log = tmp_path / "dev.log"
     process = start_process([EXE, "dev", "--port", str(port)], log_path=log, env=env, cwd=REPO)
     stack_pids: list[int] = []
@@ -58,6 +63,8 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
                 "training_failure_alert_sensor"} <= sensors
         output = log.read_text()
         assert f"Dagster UI:      http://127.0.0.1:{port}" in output
+        for secret in (data / "fl_api_token", data / "stack.env"):  # the FL-API token, S3 keys
+            assert stat.S_IMODE(secret.stat().st_mode) == 0o600, f"{secret.name} is readable by others"
         model_id = re.search(r"demo model:\s+([0-9a-f-]{36})", output).group(1)  # type: ignore[union-attr]
         for part in ("nvflare", "flower", "s3"):
             stack_pids += read_pids(data / "stack" / part / "pids.json").values()

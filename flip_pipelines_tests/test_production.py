@@ -64,8 +64,8 @@ def production(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvf
                flower_fl_api: RunningFLApi) -> Iterator[Production]:
     work = tmp_path_factory.mktemp("production")
     s3 = s3_server.client()
-    buckets = {k: f"{k.split('_')[1].lower()}-{uuid.uuid4().hex[:8]}"
-               for k in ("FLIP_MODEL_BUCKET", "FLIP_BUNDLE_BUCKET", "FLIP_RESULTS_BUCKET")}
+    buckets = {k: f"{k.split('_')[1].lower()}-{uuid.uuid4().hex[:8]}" for k in (
+        "FLIP_MODEL_BUCKET", "FLIP_BUNDLE_BUCKET", "FLIP_RESULTS_BUCKET", "DAGSTER_COMPUTE_LOG_BUCKET")}
     for bucket in buckets.values():
         s3.create_bucket(Bucket=bucket)
     password = secrets.token_hex(12)
@@ -157,6 +157,20 @@ def _messages(prod: Production, run_id: str) -> list[str]:
     return [e["message"] for e in data["logsForRun"]["events"] if e.get("message")]
 
 
+def _captured_stderr(prod: Production, run_id: str) -> str:
+    """The run's captured stderr as the webserver serves it, after checking that it is stored in the compute-log
+    bucket: the run worker (a container, in compose) deleted its own copy once it uploaded it."""
+    data = prod.dagster.graphql(
+        "query($r: ID!) { logsForRun(runId: $r) { ... on EventConnection { events { __typename "
+        "... on LogsCapturedEvent { fileKey } } } } }", {"r": run_id})
+    [file_key] = {e["fileKey"] for e in data["logsForRun"]["events"] if e["__typename"] == "LogsCapturedEvent"}
+    stored = list_keys(prod.s3, prod.buckets["DAGSTER_COMPUTE_LOG_BUCKET"], "")
+    assert any(k.endswith(f"/{run_id}/compute_logs/{file_key}.err") for k in stored), stored
+    logs = prod.dagster.graphql("query($k: [String!]!) { capturedLogs(logKey: $k) { stderr } }",
+                                {"k": [run_id, "compute_logs", file_key]})
+    return logs["capturedLogs"]["stderr"] or ""
+
+
 def _backend_jobs(endpoint: str) -> set[str]:
     with FLApiClient(endpoint, FL_API_TOKEN) as client:
         return {job.job_id for job in client.list_jobs()}
@@ -207,6 +221,7 @@ def test_both_nets_train_end_to_end(production: Production) -> None:
         [run] = _runs(production, fl_job_id)  # it ends just after the op that completed the job
         assert (run["jobName"], _run_end(production, run["runId"])) == ("train_model", DagsterRunStatus.SUCCESS)
         assert _storage_runs(production)[run["runId"]] == "SUCCESS"
+        assert "monitor" in _captured_stderr(production, run["runId"]), "the run's logs, read back from S3"
     wait_until(lambda: _nets_free(production), timeout=30, what="both nets to be free")
 
 

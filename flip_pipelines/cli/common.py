@@ -48,8 +48,17 @@ class Context:
         self._session: Session | None = None
 
     def session(self, *, require_migrated: bool = True) -> Session:
+        """Raises:
+            FlipError: the database cannot be reached, or (``require_migrated``) has no tables yet."""
         if self._session is None:
-            if require_migrated and current_revision(self.url) is None:
+            from sqlalchemy.exc import OperationalError
+
+            try:
+                revision = current_revision(self.url) if require_migrated else ""
+            except OperationalError as exc:
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+                raise FlipError(f"cannot reach the database at {redacted(self.url)}: {reason}") from exc
+            if revision is None:
                 raise FlipError(self._no_tables())
             self._session = new_session(make_engine(self.url))
         return self._session

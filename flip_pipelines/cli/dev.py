@@ -121,7 +121,5 @@ def _local_token() -> str:
 
     token_file = settings.data_dir() / "fl_api_token"
     if not token_file.exists():
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        token_file.write_text(secrets.token_urlsafe(24))
-        token_file.chmod(0o600)
+        settings.write_private_file(token_file, secrets.token_urlsafe(24))
     return token_file.read_text().strip()

@@ -2,7 +2,8 @@
 ``POST /model/{id}/metrics`` and ``POST /model/{id}/logs``, guarded by ``X-Internal-Service-Key`` (its SHA-256
 compared with the configured hash, as FLIP does), each writing through one transition of ``db.pushes``.
 
-Bodies are FLIP's (snake_case); one that does not fit is answered 422 and changes nothing.
+Bodies are FLIP's (snake_case); one that does not fit is answered 422 and changes nothing. The API's description
+(``/openapi.json``) needs the key too, and no interactive docs page is served (it could not send the key).
 """
 
 import hashlib
@@ -12,6 +13,7 @@ import uuid
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import Engine
@@ -24,6 +26,9 @@ from flip_pipelines.domain.errors import FlipError, InvalidInputError, NotFoundE
 
 KEY_HEADER = "X-Internal-Service-Key"
 MAX_DETAILS_BYTES = 8192
+MAX_LOG_CHARS = 16_384
+"""A pushed log text longer than this is refused (422): an FL client's traceback fits; a runaway one cannot
+fill the hub's database."""
 
 
 class TrainingMetrics(BaseModel):
@@ -41,7 +46,7 @@ class TrainingLog(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     fl_client_name: str | None = None
-    log: str | None = None
+    log: str | None = Field(default=None, max_length=MAX_LOG_CHARS)
     event_type: str | None = Field(default=None, max_length=64)
     global_round: int | None = Field(default=None, ge=1, le=2_147_483_647)
     details: dict[str, Any] | None = None
@@ -70,7 +75,8 @@ class TrainingLog(BaseModel):
 
 def create_app(engine: Engine, key_hash: str) -> FastAPI:
     """The hub API on ``engine``'s database; callers must send the key whose SHA-256 hex is ``key_hash``."""
-    app = FastAPI(title="flip_pipelines hub API", description=__doc__)
+    app = FastAPI(title="flip_pipelines hub API", description=__doc__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
 
     def authenticate(key: str | None = Header(default=None, alias=KEY_HEADER)) -> None:
         if not key:
@@ -89,6 +95,10 @@ def create_app(engine: Engine, key_hash: str) -> FastAPI:
     @app.exception_handler(FlipError)
     async def failed(_: Request, exc: FlipError) -> JSONResponse:
         return JSONResponse(status_code=500, content={"detail": str(exc)})
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
+    def openapi() -> dict[str, Any]:
+        return get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -2,7 +2,12 @@
 (flip-utils' ``flip`` package: snake_case bodies, ``X-Internal-Service-Key``): every push lands as FLIP's routes
 write it, a final status ends the training and frees the net, and a bad push is refused and changes nothing."""
 
+import hashlib
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -11,6 +16,8 @@ import pytest
 from flip_pipelines.db import claims, lifecycle
 from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.hub_api.app import MAX_LOG_CHARS
+from flip_pipelines.local.processes import free_port
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
@@ -23,6 +30,40 @@ from flip_pipelines_tests.flip_hub.training import claimed_run_request, queue_de
 from flip_pipelines_tests.jobs.test_train_model import train_model
 
 pytestmark = pytest.mark.postgres
+
+
+def test_the_api_description_needs_the_key_and_no_docs_page_is_served(hub_api: str) -> None:
+    """Only FL servers holding the key learn the routes: /openapi.json answers 401 without it, and the
+    interactive pages (which could not send the key) are not served."""
+    assert httpx.get(f"{hub_api}/openapi.json").status_code == 401
+    assert httpx.get(f"{hub_api}/openapi.json", headers={"X-Internal-Service-Key": "wrong"}).status_code == 401
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert httpx.get(f"{hub_api}{page}").status_code == 404, page
+    described = httpx.get(f"{hub_api}/openapi.json", headers={"X-Internal-Service-Key": KEY})
+    assert described.status_code == 200 and "/model/{model_id}/logs" in described.json()["paths"]
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"FLIP_INTERNAL_SERVICE_KEY_HASH": ""}, "the hub API needs the internal service key: set "
+                                             "FLIP_INTERNAL_SERVICE_KEY_HASH (or FLIP_INTERNAL_SERVICE_KEY)"),
+    ({"FLIP_INTERNAL_SERVICE_KEY_HASH": "not-a-digest"}, "FLIP_INTERNAL_SERVICE_KEY_HASH must be a SHA-256 hex "
+                                                         "digest (64 hex characters)"),
+    ({"FLIP_INTERNAL_SERVICE_KEY_HASH": hashlib.sha256(b"k").hexdigest(),
+      "FLIP_DATABASE_URL": "postgresql://hub:s3cret@127.0.0.1:{port}/flip"},
+     "cannot reach the database at postgresql://hub:***@127.0.0.1:{port}/flip"),
+], ids=["empty key hash", "no digest", "database unreachable"])
+def test_serve_refuses_a_missing_key_or_database_with_one_line(variables: dict[str, str], message: str,
+                                                               tmp_path: Path) -> None:
+    """`hub-api serve` as a real process: a key hash that is empty or no digest, or a database it cannot reach,
+    is one `error:` line on stderr (no traceback, no password) and exit code 1, before anything is served."""
+    port = str(free_port())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
+    env.update({k: v.format(port=port) for k, v in variables.items()}, FLIP_DATA_DIR=str(tmp_path))
+    result = subprocess.run([str(Path(sys.executable).parent / "flip-pipelines"), "hub-api", "serve", "--port",
+                             str(free_port())], env=env, capture_output=True, text=True, timeout=60)
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {message.format(port=port)}") and "s3cret" not in line, result.stderr
+    assert result.returncode == 1
 
 
 def _running_training(flip_hub: FlipHub) -> tuple[uuid.UUID, uuid.UUID]:
@@ -63,6 +104,7 @@ def test_pushes_land_as_flip_writes_them_and_end_the_training(flip_hub: FlipHub,
         pushed.post(f"/model/{model_id}/logs", json={"event_type": "QUEUE_POSITION", "global_round": 1}),
         pushed.post(f"/model/{model_id}/logs", json={"event_type": "ROUND_STARTED"}),
         pushed.post(f"/model/{model_id}/logs", json={"log": "x", "details": {"blob": "y" * 9000}}),
+        pushed.post(f"/model/{model_id}/logs", json={"log": "z" * (MAX_LOG_CHARS + 1), "success": False}),
     ]
     assert [r.status_code for r in refused] == [422] * len(refused), [r.text for r in refused]
     assert pushed.post(f"/model/{model_id}/metrics", json={"fl_client_name": "site-9", "global_round": 1,
@@ -81,6 +123,7 @@ def test_pushes_land_as_flip_writes_them_and_end_the_training(flip_hub: FlipHub,
         "details": {"round": 1}}).json() == {"detail": "Created"}
     assert pushed.post(f"/model/{model_id}/logs", json={
         "fl_client_name": "site-7", "log": "CUDA out of memory", "success": False}).status_code == 200
+    assert pushed.post(f"/model/{model_id}/logs", json={"log": "t" * MAX_LOG_CHARS}).status_code == 200
     metrics = flip_hub.execute("SELECT t.name, m.fl_client_name, m.global_round, m.label, m.result, m.x_value, "
                                "m.x_label FROM fl_metrics m JOIN trust t ON t.id = m.trust WHERE m.model_id = :m "
                                "ORDER BY m.global_round", m=model_id)
