@@ -1,6 +1,7 @@
-"""How the hub talks to each net's FL API: this project's FL API (bearer token, split NVFlare app folders) or
-FLIP's own (no token — it authenticates nobody, so the hub's token must not leak to it — and one NVFlare ``app/``
-folder). FLIP's ``fl_nets`` table has no room for this, so it comes from ``FLIP_NET_OPTIONS``."""
+"""How the hub talks to each net's FL API: this project's FL API (bearer token, split NVFlare app folders, submit
+tokens) or FLIP's own (no token — it authenticates nobody, so the hub's token must not leak to it — one NVFlare
+``app/`` folder, and no submit token: the hub finds a job it already took in ``/list_jobs``, ``domain.submission``).
+FLIP's ``fl_nets`` table has no room for this, so it comes from ``FLIP_NET_OPTIONS``."""
 
 import json
 from dataclasses import dataclass
@@ -14,15 +15,18 @@ class NetOptions:
     bearer_token: bool = True
     nvflare_layout: NvflareLayout = NvflareLayout.SPLIT
     results_pushed: bool = False  # the FL server uploads its results and pushes the final status (FLIP's)
+    submit_token: bool = True  # a repeated submit token returns the job already taken (FLIP's FL API ignores it)
 
 
-FLIP_FL_API = NetOptions(bearer_token=False, nvflare_layout=NvflareLayout.APP, results_pushed=True)
+FLAGS = {"bearer_token": True, "results_pushed": False, "submit_token": True}  # flag -> default
+FLIP_FL_API = NetOptions(bearer_token=False, nvflare_layout=NvflareLayout.APP, results_pushed=True,
+                         submit_token=False)
 PRESETS = {"flip": FLIP_FL_API, "flip_pipelines": NetOptions()}
 
 
 def parse_net_options(text: str) -> dict[str, NetOptions]:
-    """``{"net-a": "flip", "net-b": {"bearer_token": false, "nvflare_layout": "app", "results_pushed": true}}`` →
-    options per net name
+    """``{"net-a": "flip", "net-b": {"bearer_token": false, "nvflare_layout": "app", "results_pushed": true,
+    "submit_token": false}}`` → options per net name
     (nets not named get ``NetOptions()``). ``"flip"`` is FLIP's FL API, ``"flip_pipelines"`` this project's.
 
     Raises:
@@ -44,14 +48,14 @@ def parse_net_options(text: str) -> dict[str, NetOptions]:
                                         f"(expected one of {', '.join(PRESETS)})")
             options[net] = PRESETS[value]
             continue
-        if not isinstance(value, dict) or set(value) - {"bearer_token", "nvflare_layout", "results_pushed"}:
+        if not isinstance(value, dict) or set(value) - {"nvflare_layout", *FLAGS}:
             raise InvalidInputError(f"FLIP_NET_OPTIONS: net {net!r}: expected a preset or an object with "
-                                    "bearer_token, nvflare_layout and/or results_pushed")
+                                    "bearer_token, nvflare_layout, results_pushed and/or submit_token")
         try:
             layout = NvflareLayout(value.get("nvflare_layout", NvflareLayout.SPLIT.value))
         except ValueError:
             raise InvalidInputError(f"FLIP_NET_OPTIONS: net {net!r}: nvflare_layout must be split or app") from None
-        flags = {k: value.get(k, k == "bearer_token") for k in ("bearer_token", "results_pushed")}
+        flags = {k: value.get(k, default) for k, default in FLAGS.items()}
         for key, flag in flags.items():
             if not isinstance(flag, bool):
                 raise InvalidInputError(f"FLIP_NET_OPTIONS: net {net!r}: {key} must be true or false")

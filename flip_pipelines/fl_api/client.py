@@ -107,8 +107,11 @@ class FLApiClient:
             raise FLApiContractError(f"{path}: empty job id")
         return job_id
 
-    def list_jobs(self) -> list[JobMetadata]:
-        return self._parse(self._request("GET", "/list_jobs"), list[JobMetadata], "/list_jobs")
+    def list_jobs(self, name_prefix: str | None = None) -> list[JobMetadata]:
+        """Every job, in the server's order; ``name_prefix``: only jobs whose name starts with it, where the FL API
+        filters by name (FLIP's NVFlare FL API does; the others list every job)."""
+        params = {"name_prefix": name_prefix} if name_prefix else None
+        return self._parse(self._request("GET", "/list_jobs", params=params), list[JobMetadata], "/list_jobs")
 
     def get_job(self, job_id: str) -> JobMetadata | None:
         return next((j for j in self.list_jobs() if j.job_id == job_id), None)

@@ -24,10 +24,12 @@ from flip_pipelines.db.models import FLJob, FLLogs, Model, ModelsAudit
 from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import AUDITED_MODEL_STATUSES, FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.domain.model_check import ModelCheck
+from flip_pipelines.domain.net_options import NetOptions, parse_net_options
 from flip_pipelines.faults import arm, fired_at
 from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.local.dagster import LocalDagster
 from flip_pipelines.local.processes import wait_until
+from flip_pipelines.settings import NET_OPTIONS_ENV
 
 DEMO_FILES = {FLBackend.NVFLARE: "nvflare_logreg", FLBackend.FLOWER: "flower_logreg"}
 DAEMON = "daemon"
@@ -50,6 +52,9 @@ DRILLS = (
     Drill("f) worker killed after FINISHED, before the result was stored", "after_finished", FLBackend.FLOWER),
     Drill("daemon killed mid-run and restarted", DAEMON, FLBackend.NVFLARE),
 )
+# drill d on an NVFlare net whose FL API is FLIP's own (FLIP_NET_OPTIONS "flip"), which ignores the submit token
+FLIP_FL_API_DRILL = Drill("d) on FLIP's FL API: worker killed after the FL server accepted the job, before it was "
+                          "recorded", "after_submit", FLBackend.NVFLARE)
 
 
 @dataclass
@@ -194,7 +199,9 @@ def _check(hub: DrillHub, drill: Drill, model_id: uuid.UUID, fl_job_id: uuid.UUI
     if net.status != NetStatus.AVAILABLE:
         problems.append(f"net {net.name} is {net.status.value}")
     result_key = f"{model_id}/{fl_job_id}.zip"
-    if "Contents" not in hub.s3.list_objects_v2(Bucket=hub.results_bucket, Prefix=result_key):
+    stored_by_hub = not parse_net_options(hub.dagster.env.get(NET_OPTIONS_ENV, "")).get(net.name,
+                                                                                         NetOptions()).results_pushed
+    if stored_by_hub and "Contents" not in hub.s3.list_objects_v2(Bucket=hub.results_bucket, Prefix=result_key):
         problems.append(f"no result at s3://{hub.results_bucket}/{result_key}")
 
 

@@ -18,8 +18,15 @@ from flip_pipelines.db import claims, lifecycle, model_partitions, registry
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
 from flip_pipelines.domain.queue import Claim, QueuedBehind
+from flip_pipelines.domain.runs import FL_JOB_ID_TAG
+from flip_pipelines.domain.submission import (
+    LISTED_BEFORE_TAG,
+    encode_job_ids,
+    job_to_adopt,
+    listed_before_first_attempt,
+)
 from flip_pipelines.faults import crash_point
-from flip_pipelines.fl_api.client import FLApiNotFoundError
+from flip_pipelines.fl_api.client import FLApiClient, FLApiNotFoundError
 from flip_pipelines.fl_api.schemas import UploadAppRequest
 from flip_pipelines.ops.errors import op_error, training_failure
 from flip_pipelines.resources.database import QueueDatabase
@@ -239,7 +246,28 @@ def raise_if_aborted(queue_db: QueueDatabase, claim: Claim) -> None:
         raise training_failure(f"the training was aborted ({status.value}) before its submission", claim)
 
 
-@dg.op(description="Upload the application to the net's FL API and submit it exactly once (fl_job id as token).")
+def _job_taken_earlier(context: dg.OpExecutionContext, client: FLApiClient, claim: Claim) -> str | None:
+    """On a net whose FL API ignores the submit token (FLIP's): the job an earlier attempt of this training got
+    it to take, found in its ``/list_jobs`` (``domain.submission``). The first attempt notes what the net lists
+    for the model on its run, before anything is uploaded, and adopts nothing."""
+    listed = [job.job_id for job in client.list_jobs(name_prefix=str(claim.model_id))]
+    runs = context.instance.get_run_records(dg.RunsFilter(tags={FL_JOB_ID_TAG: str(claim.fl_job_id)}))
+    before = listed_before_first_attempt([r.dagster_run.tags.get(LISTED_BEFORE_TAG) for r in reversed(runs)])
+    if before is None:
+        context.instance.add_run_tags(context.run_id, {LISTED_BEFORE_TAG: encode_job_ids(listed)})
+        return None
+    adoption = job_to_adopt(listed, before)
+    if adoption.also_new:
+        context.log.warning(f"{claim.net_name} also lists job(s) {', '.join(adoption.also_new)} for this model since "
+                            f"the training's first attempt: left alone")
+    if adoption.job_id:
+        context.log.info(f"{claim.net_name} already took this training as job {adoption.job_id} (its FL API ignores "
+                         "the submit token): adopted, not submitted again")
+    return adoption.job_id
+
+
+@dg.op(description="Upload the application to the net's FL API and submit it exactly once (fl_job id as token; "
+                   "on FLIP's FL API, which ignores it, a job already taken is found in /list_jobs).")
 def submit(context: dg.OpExecutionContext, claim: Claim, bundle_urls: PresignedBundle, fl_api: FLApiResource,
            queue_db: QueueDatabase) -> SubmittedJob:
     if _already_submitted(context, claim):
@@ -251,11 +279,15 @@ def submit(context: dg.OpExecutionContext, claim: Claim, bundle_urls: PresignedB
     try:
         with fl_api.client(claim.endpoint, net=claim.net_name) as client:
             raise_if_aborted(queue_db, claim)
-            uploaded = client.upload_app(str(claim.model_id), request)
-            context.log.info(f"uploaded {uploaded.files} file(s) to {claim.net_name}")
-            crash_point("after_upload", str(claim.model_id))
-            raise_if_aborted(queue_db, claim)
-            backend_job_id = client.submit_job(str(claim.model_id), submit_token=f"fl_job-{claim.fl_job_id}")
+            taken = None
+            if not settings.net_options(claim.net_name).submit_token:
+                taken = _job_taken_earlier(context, client, claim)
+            if taken is None:
+                uploaded = client.upload_app(str(claim.model_id), request)
+                context.log.info(f"uploaded {uploaded.files} file(s) to {claim.net_name}")
+                crash_point("after_upload", str(claim.model_id))
+                raise_if_aborted(queue_db, claim)
+            backend_job_id = taken or client.submit_job(str(claim.model_id), submit_token=f"fl_job-{claim.fl_job_id}")
     except dg.Failure:
         raise
     except Exception as exc:
@@ -267,7 +299,7 @@ def submit(context: dg.OpExecutionContext, claim: Claim, bundle_urls: PresignedB
     except lifecycle.JobNotRunningError as exc:
         _abort_quietly(fl_api, claim, backend_job_id)
         raise training_failure(f"{exc}: FL job {backend_job_id} aborted", claim) from None
-    context.log.info(f"submitted as {claim.fl_backend.value} job {backend_job_id}")
+    context.log.info(f"{'adopted' if taken else 'submitted as'} {claim.fl_backend.value} job {backend_job_id}")
     context.log_event(dg.AssetMaterialization(asset_key=FL_JOB.key, partition=claim.model_key, metadata={
         "model": claim.model_name, "net": claim.net_name, "backend": claim.fl_backend.value,
         "backend_job_id": backend_job_id, "fl_job_id": str(claim.fl_job_id), "trusts": ", ".join(claim.trust_names),

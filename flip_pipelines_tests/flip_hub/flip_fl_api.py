@@ -8,7 +8,10 @@ The job folder is written to ``upload_dir`` and configured as FLIP's upload conf
 ``/download_job`` answers, as FLIP's does, the path of the job's result on the FL API's own disk (JSON, not a zip).
 With ``nvflare`` (a running ``LocalNVFlare``) the jobs are submitted to, listed from and aborted on that real
 NVFlare deployment through the FLARE API, as FLIP's ``FLIP_Session`` does; without it, the jobs train nothing and
-are listed as ``job_statuses`` scripts them.
+are listed as ``job_statuses`` scripts them. Either way ``/submit_job`` takes no submit token (each call is one more
+job) and ``/list_jobs`` filters and orders as NVFlare lists (``limit``, ``id_prefix``, ``name_prefix`` — a job's
+name is its model id, as FLIP's ``configure_meta`` writes it —, ``reverse``; oldest submission first), answering
+FLIP's ``{job_id, status, status_details: null}``.
 
 With ``push_to`` set it also acts as FLIP's FL server does through the ``flip`` package (``flip_fl_server``): it
 pushes RUNNING when a job is submitted and, once the job is listed FINISHED, each client's metric from the run's
@@ -181,11 +184,17 @@ class FlipFLApi:
             return job_id
 
         @app.get("/list_jobs")
-        def list_jobs() -> list[dict[str, Any]]:
+        def list_jobs(detailed: bool = False, limit: int | None = None, id_prefix: str | None = None,
+                      name_prefix: str | None = None, reverse: bool = False) -> list[dict[str, Any]]:
             if self.nvflare is not None:
-                return self._nvflare_jobs()
+                return self._nvflare_jobs(detailed=detailed, limit=limit, id_prefix=id_prefix,
+                                          name_prefix=name_prefix, reverse=reverse)
+            ids = [j for j in self.jobs if j.startswith(id_prefix or "")
+                   and self.job_models.get(j, "").startswith(name_prefix or "")]
+            ids = ids[::-1][:limit] if reverse else ids[-limit:] if limit else ids
             listed = []
-            for job_id, polls in self.jobs.items():
+            for job_id in ids:
+                polls = self.jobs[job_id]
                 status = self.job_statuses[min(polls, len(self.job_statuses) - 1)]
                 self.jobs[job_id] = polls + 1
                 if status == "FINISHED" and polls + 1 == len(self.job_statuses):
@@ -227,12 +236,13 @@ class FlipFLApi:
         self._push("PUT", f"/model/{job_folder}/status/RUNNING")
         return job_id
 
-    def _nvflare_jobs(self) -> list[dict[str, Any]]:
-        """FLIP's ``/list_jobs``: every job, its status normalised, no details; a run of ours seen FINISHED for the
-        first time gets its FL server's end (pushes, result upload) first, as FLIP's END_RUN comes before it."""
+    def _nvflare_jobs(self, **filters: Any) -> list[dict[str, Any]]:
+        """FLIP's ``/list_jobs``: NVFlare's listing with FLIP's query filters, statuses normalised, no details; a run
+        of ours seen FINISHED for the first time gets its FL server's end (pushes, result upload) first, as FLIP's
+        END_RUN comes before it."""
         listed = []
         with self._ending_lock:
-            for job in self._on_nvflare(lambda session: session.list_jobs()):
+            for job in self._on_nvflare(lambda session: session.list_jobs(**filters)):
                 job_id, status = str(job["job_id"]), FLIP_NVFLARE_STATUSES.get(str(job["status"]).upper(), "UNKNOWN")
                 if status == "FINISHED" and job_id in self.job_models and job_id not in self.ended:
                     self.ended.add(job_id)

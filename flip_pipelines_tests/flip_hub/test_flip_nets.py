@@ -50,13 +50,17 @@ def flip_fl_api() -> Iterator[FlipFLApi]:
 
 
 def test_net_options_name_flips_fl_api_or_this_projects_and_refuse_what_they_cannot_read() -> None:
-    options = parse_net_options('{"a": "flip", "b": {"bearer_token": false}, "c": "flip_pipelines"}')
-    assert options == {"a": FLIP_FL_API, "b": NetOptions(bearer_token=False), "c": NetOptions()}
-    assert NetOptions(bearer_token=False, nvflare_layout=NvflareLayout.APP, results_pushed=True) == FLIP_FL_API
+    options = parse_net_options('{"a": "flip", "b": {"bearer_token": false}, "c": "flip_pipelines", '
+                                '"d": {"submit_token": false}}')
+    assert options == {"a": FLIP_FL_API, "b": NetOptions(bearer_token=False), "c": NetOptions(),
+                       "d": NetOptions(submit_token=False)}
+    assert NetOptions(bearer_token=False, nvflare_layout=NvflareLayout.APP, results_pushed=True,
+                      submit_token=False) == FLIP_FL_API
     assert parse_net_options("") == {}
     for bad, message in [("[1]", "map net names"), ("{", "not JSON"), ('{"a": "x"}', "unknown preset 'x'"),
                          ('{"a": {"nvflare_layout": "flat"}}', "split or app"),
-                         ('{"a": {"bearer_token": "no"}}', "true or false"), ('{"a": {"tls": 1}}', "expected")]:
+                         ('{"a": {"bearer_token": "no"}}', "true or false"), ('{"a": {"tls": 1}}', "expected"),
+                         ('{"a": {"submit_token": 0}}', "submit_token must be true or false")]:
         with pytest.raises(InvalidInputError, match=message):
             parse_net_options(bad)
 
@@ -95,6 +99,19 @@ def test_unknown_job_status_is_read_and_is_not_an_end(flip_fl_api: FlipFLApi, tm
             client.download_job(job_id, tmp_path / "result.zip")
     answer = httpx.get(f"{flip_fl_api.base_url}/download_job/{job_id}", timeout=10)
     assert Path(answer.json()) == flip_fl_api.result_folder(job_id) and Path(answer.json()).is_dir()
+
+
+def test_flips_fl_api_ignores_the_submit_token_and_lists_a_models_jobs_in_submission_order(
+        flip_fl_api: FlipFLApi) -> None:
+    model, other = str(uuid.uuid4()), str(uuid.uuid4())
+    flip_fl_api.uploads[model] = flip_fl_api.uploads[other] = {}
+    with FLApiClient(flip_fl_api.base_url, None) as client:
+        first = client.submit_job(model, submit_token="fl_job-1")
+        elsewhere = client.submit_job(other)
+        again = client.submit_job(model, submit_token="fl_job-1")
+        assert again != first, "FLIP's FL API takes no submit token: the same call is one more job"
+        assert [j.job_id for j in client.list_jobs(name_prefix=model)] == [first, again]
+        assert [j.job_id for j in client.list_jobs()] == [first, elsewhere, again]
 
 
 @pytest.mark.parametrize(("layout", "accepted"), [(NvflareLayout.APP, True), (NvflareLayout.SPLIT, False)])

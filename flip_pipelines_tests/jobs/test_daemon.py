@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,25 +23,28 @@ from sqlmodel import select
 
 from flip_pipelines.db import registry
 from flip_pipelines.db.engine import make_engine, new_session
-from flip_pipelines.db.models import FLJob, FLLogs, FLScheduler, Model
+from flip_pipelines.db.models import FLJob, FLLogs, FLNets, FLScheduler, Model
 from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.faults import CRASH_POINTS_ENV
 from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.local.dagster import LocalDagster
-from flip_pipelines.local.drills import DrillHub, format_results, run_drills
+from flip_pipelines.local.drills import FLIP_FL_API_DRILL, DrillHub, format_results, run_drills
+from flip_pipelines.local.nvflare import LocalNVFlare
 from flip_pipelines.local.postgres import create_database
 from flip_pipelines.local.processes import wait_until
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import list_keys
 from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi, hub_environment
 from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status, with_config
+from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
 from flip_pipelines_tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).parent / "flip-pipelines")
 FILES = {FLBackend.NVFLARE: demo_model_files("nvflare_logreg"), FLBackend.FLOWER: demo_model_files("flower_logreg")}
+FLIP_NET = "net-flip"
 
 
 @dataclass
@@ -96,6 +100,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         FLIP_MONITOR_STALE_SECONDS="10", FLIP_RECONCILE_INTERVAL_SECONDS="5", FLIP_MONITOR_POLL_SECONDS="1",
         FLIP_CLAIM_GRACE_SECONDS="20", **{CRASH_POINTS_ENV: str(work / "crash_points")},
         FLIP_ALERT_WEBHOOK_URL=webhook.url,
+        # the NVFlare net goes behind FLIP's FL API as "net-flip" for one drill; that FL server uploads its result
+        # but pushes nothing (no hub API here), so the results bucket decides after the grace
+        FLIP_NET_OPTIONS=json.dumps({FLIP_NET: "flip"}), FLIP_PUSHED_STATUS_GRACE_SECONDS="1",
     )
     (work / "crash_points").touch()
     with new_session(engine := make_engine(url)) as session:
@@ -340,13 +347,41 @@ def _no_queued_job(stack: Stack) -> bool:
         return session.exec(select(FLJob).where(FLJob.status == JobStatus.QUEUED)).first() is None
 
 
-def test_crash_drills_recover_without_a_manual_step(stack: Stack, s3_server: LocalS3) -> None:
+@contextmanager
+def _nvflare_net_behind_flips_fl_api(stack: Stack, deployment: LocalNVFlare, s3: LocalS3) -> Iterator[None]:
+    """The NVFlare net, free, re-registered as ``net-flip`` behind a real server answering as FLIP's NVFlare FL API
+    does in front of the same NVFlare server (its only NVFlare net meanwhile, so the queue claims it); then back."""
+    flip = FlipFLApi(nvflare=deployment, upload_dir=stack.work / "flip-fl-api" / "uploads",
+                     results=(s3.client(), stack.buckets["results"])).start()
+
+    def point_net(name: str, endpoint: str) -> None:
+        with stack.session() as session:
+            net = session.exec(select(FLNets).where(FLNets.fl_backend == FLBackend.NVFLARE)).one()
+            net.name, net.endpoint = name, endpoint
+            session.add(net)
+            session.commit()
+
+    original = stack.endpoint(FLBackend.NVFLARE)
+    try:
+        wait_until(lambda: _nets_free(stack), timeout=60, what="every net to be free")
+        point_net(FLIP_NET, flip.base_url)
+        yield
+    finally:
+        point_net("net-nvflare", original)
+        flip.stop()
+
+
+def test_crash_drills_recover_without_a_manual_step(stack: Stack, s3_server: LocalS3,
+                                                    nvflare_deployment: LocalNVFlare) -> None:
     """SIGKILL the run worker at every boundary of a training (and the daemon mid-run): each training still ends
-    exactly once, trained by exactly one FL job, with its net free and its audit trail agreeing."""
+    exactly once, trained by exactly one FL job, with its net free and its audit trail agreeing — drill d also on
+    a net whose FL API is FLIP's, which ignores the submit token."""
     hub = DrillHub(url=stack.url, dagster=stack.dagster, s3=s3_server.client(),
                    model_bucket=stack.buckets["models"], results_bucket=stack.buckets["results"],
                    token=FL_API_TOKEN, crash_file=stack.work / "crash_points")
     results = run_drills(hub)
+    with _nvflare_net_behind_flips_fl_api(stack, nvflare_deployment, s3_server):
+        results += run_drills(hub, [FLIP_FL_API_DRILL])
     table = format_results(results)
     (stack.work / "drills.txt").write_text(table + "\n")
     assert all(r.recovered for r in results), table
