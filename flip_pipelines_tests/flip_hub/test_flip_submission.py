@@ -44,11 +44,13 @@ def test_a_lost_submit_answer_on_a_flip_net_adopts_the_job_the_server_took(
     ``/list_jobs`` instead of submitting a second one; the NVFlare server runs exactly one job for the training
     and the hub records that job's id."""
     monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
-    monkeypatch.setenv("FLIP_PUSHED_STATUS_GRACE_SECONDS", "1")  # this FL server pushes nothing: end on FINISHED
+    # this FL server uploads its result but pushes nothing: the results bucket ends the training after the grace
+    monkeypatch.setenv("FLIP_PUSHED_STATUS_GRACE_SECONDS", "1")
     before = _server_jobs(nvflare_fl_api)
     proxy = FlakyProxy(flip_nvflare_api.base_url, "/submit_job/", failures=1, forward_first=True)
     with proxy.running():
         hub = _hub(database_url, s3_server, {"net-flip": (proxy.url, FLBackend.NVFLARE)})
+        flip_nvflare_api.results = (s3_server.client(), hub.storage.results_bucket)
         model_id = _model(hub, s3_server, with_config(NVFLARE_FILES, GLOBAL_ROUNDS=1))
         with dg.instance_for_test() as instance:
             result = train_model.execute_in_process(
@@ -64,3 +66,4 @@ def test_a_lost_submit_answer_on_a_flip_net_adopts_the_job_the_server_took(
                                                                       ModelStatus.RESULTS_UPLOADED)
     assert new_jobs == {job.fl_backend_job_id}, "exactly one FL job on the NVFlare server, the one recorded"
     assert list(flip_nvflare_api.job_models.values()) == [str(model_id)], "FLIP's FL API submitted once"
+    assert [k.split("/")[0] for k in flip_nvflare_api.uploaded] == [str(model_id)], "one result, in the bucket"
