@@ -28,7 +28,7 @@ from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetSt
 from flip_pipelines.faults import CRASH_POINTS_ENV
 from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.local.dagster import LocalDagster
-from flip_pipelines.local.drills import DrillHub, format_results, run_drills
+from flip_pipelines.local.drills import DAEMON, DRILLS, DrillHub, format_results, run_drills
 from flip_pipelines.local.postgres import create_database
 from flip_pipelines.local.processes import wait_until
 from flip_pipelines.local.s3 import LocalS3
@@ -321,14 +321,26 @@ def _no_queued_job(stack: Stack) -> bool:
         return session.exec(select(FLJob).where(FLJob.status == JobStatus.QUEUED)).first() is None
 
 
+def _drill_hub(stack: Stack, s3_server: LocalS3) -> DrillHub:
+    return DrillHub(url=stack.url, dagster=stack.dagster, s3=s3_server.client(),
+                    model_bucket=stack.buckets["models"], results_bucket=stack.buckets["results"],
+                    token=FL_API_TOKEN, crash_file=stack.work / "crash_points")
+
+
 def test_crash_drills_recover_without_a_manual_step(stack: Stack, s3_server: LocalS3) -> None:
-    """SIGKILL the run worker at every boundary of a training (and the daemon mid-run): each training still ends
-    exactly once, trained by exactly one FL job, with its net free and its audit trail agreeing."""
-    hub = DrillHub(url=stack.url, dagster=stack.dagster, s3=s3_server.client(),
-                   model_bucket=stack.buckets["models"], results_bucket=stack.buckets["results"],
-                   token=FL_API_TOKEN, crash_file=stack.work / "crash_points")
-    results = run_drills(hub)
+    """SIGKILL the run worker at every boundary of a training: each training still ends exactly once, trained by
+    exactly one FL job, with its net free and its audit trail agreeing."""
+    results = run_drills(_drill_hub(stack, s3_server), [d for d in DRILLS if d.crash_point != DAEMON])
     table = format_results(results)
     (stack.work / "drills.txt").write_text(table + "\n")
     assert all(r.recovered for r in results), table
+    wait_until(lambda: _nets_free(stack), timeout=30, what="every net to be free")
+
+
+def test_a_daemon_crash_leaves_the_training_running(stack: Stack, s3_server: LocalS3) -> None:
+    """SIGKILL the daemon and every process of its tree mid-training, start it again 5 s later: the run worker
+    lives on (it is forked from a template outside the daemon's tree), and that same run finishes the training
+    with its one FL job — no restart, no resume — as the other drills' checks say."""
+    [result] = run_drills(_drill_hub(stack, s3_server), [d for d in DRILLS if d.crash_point == DAEMON])
+    assert result.recovered, format_results([result])
     wait_until(lambda: _nets_free(stack), timeout=30, what="every net to be free")
