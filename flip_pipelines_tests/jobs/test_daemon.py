@@ -97,9 +97,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         dagster.start()
         yield stack
     finally:
-        dagster.stop()
+        left = dagster.stop()
         if stack._engine is not None:
             stack._engine.dispose()
+    assert not left, f"run launcher processes {left} outlived the daemon's shutdown"
 
 
 def _upload_model(stack: Stack, files: dict[str, bytes]) -> uuid.UUID:

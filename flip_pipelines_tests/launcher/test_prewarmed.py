@@ -1,7 +1,8 @@
 """PrewarmedRunLauncher on a real Dagster instance: runs forked from the template execute like cold ones, run
 monitoring's health check sees a killed worker, termination cancels, an edited source file retires the template,
-and a template that cannot import leaves runs to start cold. The jobs live in a module written to a temporary
-folder, so the test can edit it."""
+a template that cannot import leaves runs to start cold, and the launcher's shutdown leaves nothing running (a
+daemon killed mid-run leaving its run running: the daemon drill, jobs/test_daemon.py). The jobs live in a module
+written to a temporary folder, so the test can edit it."""
 
 import os
 import sys
@@ -16,7 +17,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.launcher import WorkerStatus
 
 from flip_pipelines.launcher.workers import RunWorker
-from flip_pipelines.local.processes import kill_tree, wait_until
+from flip_pipelines.local.processes import descendants, kill_tree, parent_pid, wait_until
 
 JOBS = '''
 import os
@@ -146,6 +147,23 @@ def test_health_check_sees_a_dead_worker_nobody_reported(instance: DagsterInstan
     after = launch(instance, jobs_module, "quick")
     assert "forked from the run-worker template" in launcher_message(instance, after)
     assert wait_status(instance, after, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
+
+
+def test_dispose_interrupts_the_runs_and_leaves_nothing_running(instance: DagsterInstance, jobs_module: str,
+                                                                  tmp_path: Path) -> None:
+    """The template lives outside the launcher's process tree (so a daemon killed with its tree leaves the runs
+    running); the launcher's shutdown (the daemon's, on Ctrl-C; a test's teardown) stops it: its running worker
+    is interrupted, the run ends, and neither process is left."""
+    run_id, worker = held_run(instance, jobs_module, tmp_path)
+    template = instance.run_launcher._template.process  # type: ignore[attr-defined]
+    assert parent_pid(worker.pid) == template.pid
+    assert parent_pid(template.pid) != os.getpid() and os.getsid(template.pid) != os.getsid(0)
+    assert template.pid not in descendants(os.getpid())
+    instance.run_launcher.dispose()
+    wait_until(lambda: not worker.alive() and not template.alive(), timeout=30,
+               what="the worker and the template to exit")
+    assert wait_status(instance, run_id, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED,
+                       DagsterRunStatus.SUCCESS, timeout=15) == DagsterRunStatus.FAILURE
 
 
 def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
