@@ -23,7 +23,8 @@ and Kubernetes launchers run in a container — so a run behaves the same; only 
   SIGKILLed with every process under it leaves its trainings running, their template still failing the run of a
   worker that dies. That template forks nothing more and exits with its last worker; the restarted daemon's
   launcher warms a new one. A daemon shut down on purpose (``dispose``: Ctrl-C of ``make dev``, SIGTERM) has its
-  template interrupt its runs and exit, so nothing of the stack is left running.
+  templates (retired ones still serving runs too) interrupt their runs and exit, so nothing of the stack is left
+  running.
 - **Same host.** Workers run where the daemon runs: this is the launcher of the single-machine ``make dev``
   stack; deployments over several machines use the Docker or Kubernetes launcher (``deploy/``).
 """
@@ -134,6 +135,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         self._lock = threading.Lock()
         self._template: _Template | None = None
         self._children: list[subprocess.Popen[bytes]] = []  # templates' starters and cold workers, to be reaped
+        self._retired: list[HostProcess] = []  # retired templates, which may still serve runs until dispose
         super().__init__()
 
     @property
@@ -164,6 +166,8 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
     def _retire_template(self) -> None:
         assert self._template is not None
         self._template.retire()  # it still watches the workers it forked
+        if self._template.process is not None:
+            self._retired = [t for t in self._retired if t.alive()] + [self._template.process]
         self._template = None
 
     def _warm_worker(self, run_id: str, run_json: str) -> tuple[RunWorker | None, str]:
@@ -237,8 +241,12 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
                                     run_worker_id=str(worker.pid))
 
     def dispose(self) -> None:
-        """The launcher's process shuts down: its template interrupts the runs it serves and exits."""
+        """The launcher's process shuts down: its templates, retired ones too, interrupt the runs they serve and
+        exit."""
         with self._lock:
             if self._template is not None:
                 self._template.stop()
                 self._template = None
+            for retired in self._retired:
+                retired.signal(signal.SIGTERM)  # its pipes are closed: SIGTERM asks the same stop
+            self._retired = []

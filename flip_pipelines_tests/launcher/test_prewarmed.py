@@ -152,18 +152,24 @@ def test_health_check_sees_a_dead_worker_nobody_reported(instance: DagsterInstan
 def test_dispose_interrupts_the_runs_and_leaves_nothing_running(instance: DagsterInstance, jobs_module: str,
                                                                   tmp_path: Path) -> None:
     """The template lives outside the launcher's process tree (so a daemon killed with its tree leaves the runs
-    running); the launcher's shutdown (the daemon's, on Ctrl-C; a test's teardown) stops it: its running worker
-    is interrupted, the run ends, and neither process is left."""
+    running); the launcher's shutdown (the daemon's, on Ctrl-C; a test's teardown) stops it, and a template
+    retired by a source edit while it still serves a run: the running workers are interrupted, their runs end,
+    and none of these processes is left."""
     run_id, worker = held_run(instance, jobs_module, tmp_path)
+    retired = instance.run_launcher._template.process  # type: ignore[attr-defined]
+    assert parent_pid(worker.pid) == retired.pid
+    assert parent_pid(retired.pid) != os.getpid() and os.getsid(retired.pid) != os.getsid(0)
+    assert retired.pid not in descendants(os.getpid())
+    edit(tmp_path / f"{jobs_module}.py", "v2")
+    later_id, later = held_run(instance, jobs_module, tmp_path)
     template = instance.run_launcher._template.process  # type: ignore[attr-defined]
-    assert parent_pid(worker.pid) == template.pid
-    assert parent_pid(template.pid) != os.getpid() and os.getsid(template.pid) != os.getsid(0)
-    assert template.pid not in descendants(os.getpid())
+    assert template.pid != retired.pid and parent_pid(later.pid) == template.pid
     instance.run_launcher.dispose()
-    wait_until(lambda: not worker.alive() and not template.alive(), timeout=30,
-               what="the worker and the template to exit")
-    assert wait_status(instance, run_id, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED,
-                       DagsterRunStatus.SUCCESS, timeout=15) == DagsterRunStatus.FAILURE
+    wait_until(lambda: not any(p.alive() for p in (worker, retired, later, template)), timeout=30,
+               what="the workers and the templates to exit")
+    for run in (run_id, later_id):
+        assert wait_status(instance, run, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED,
+                           DagsterRunStatus.SUCCESS, timeout=15) == DagsterRunStatus.FAILURE
 
 
 def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
@@ -175,14 +181,17 @@ def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: 
     assert not instance.run_launcher.terminate(run_id)
 
 
+def edit(source: Path, version: str) -> None:
+    source.write_text(JOBS.format(version=version))
+    mtime = source.stat().st_mtime_ns + 1_000_000_000  # a clock tick later, even on coarse file systems
+    os.utime(source, ns=(mtime, mtime))
+
+
 def test_an_edited_source_retires_the_template(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
     before = launch(instance, jobs_module, "quick")
     assert wait_status(instance, before, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
     template = instance.run_launcher._template.process.pid  # type: ignore[attr-defined]
-    source = tmp_path / f"{jobs_module}.py"
-    source.write_text(JOBS.format(version="v2"))
-    mtime = source.stat().st_mtime_ns + 1_000_000_000  # a clock tick later, even on coarse file systems
-    os.utime(source, ns=(mtime, mtime))
+    edit(tmp_path / f"{jobs_module}.py", "v2")
     edited = launch(instance, jobs_module, "quick")
     assert "forked from the run-worker template" in launcher_message(instance, edited)
     assert instance.run_launcher._template.process.pid != template  # type: ignore[attr-defined]
