@@ -47,7 +47,7 @@ from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.fl_api.schemas import UploadAppRequest
 from flip_pipelines.local.flower import LocalFlower
 from flip_pipelines.local.nvflare import LocalNVFlare
-from flip_pipelines.local.processes import descendants, free_port, start_process, stop_pid, wait_until
+from flip_pipelines.local.processes import free_port, start_process, stop_pid, wait_until
 from flip_pipelines.resources.bundles import BundleStore
 
 OPS = ("resolve_backend", "validate_clients", "bundle", "presign", "submit")
@@ -252,7 +252,7 @@ def job_ended(stack: DevStack, fl_job_id: str) -> str | None:
 
 def rss(stack: DevStack) -> None:
     time.sleep(20)  # the stack settles: first sensor ticks, partitions
-    usage = stack_usage(stack.pid, 30)
+    usage = stack_usage(stack, 30)
     print(f"\nidle `make dev` stack over 30 s (load {load()}):")
     print(f"  {'component':<32} {'RSS MiB':>8} {'CPU %':>6} processes")
     for name, (mib, cpu, count) in usage.items():
@@ -261,7 +261,7 @@ def rss(stack: DevStack) -> None:
           f"{sum(u[2] for u in usage.values())}")
     for backend in (FLBackend.NVFLARE, FLBackend.FLOWER):
         model_id = stack.new_model(backend)
-        with RssSampler(stack.pid) as sampler:
+        with RssSampler(stack) as sampler:
             out = subprocess.run(enqueue_command(model_id), env=cli_env(stack), capture_output=True, text=True,
                                  check=True)
             fl_job_id = json.loads(out.stdout)["fl_job_id"]
@@ -273,7 +273,7 @@ def rss(stack: DevStack) -> None:
             print(f"{backend.value} training ({status}, {time.monotonic() - started:.0f} s): run worker RSS peak "
                   f"{rss_peak:.0f} MiB, median {rss_median:.0f} MiB; USS (its own pages) peak {uss_peak:.0f} MiB, "
                   f"median {uss_median:.0f} MiB")
-    for pid in descendants(stack.pid):
+    for pid in stack.processes():
         if component(pid) == "run-worker template" and (held := memory(pid)):
             print(f"the run-worker template (warm after the first run): RSS {held[0]:.0f} MiB, USS {held[1]:.0f} MiB")
 

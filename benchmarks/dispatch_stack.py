@@ -31,6 +31,7 @@ from flip_pipelines.local.processes import (
     free_port,
     parent_pid,
     proc_stat,
+    processes_running,
     start_process,
     stop_pid,
     wait_until,
@@ -101,6 +102,14 @@ class DevStack:
     def stop(self) -> None:
         if self.pid:
             stop_pid(self.pid, first_signal=signal.SIGINT, timeout=60)
+
+    def processes(self) -> list[int]:
+        """Every process of the stack: `flip-pipelines dev` and everything under it, and the run-worker templates
+        with their workers, which leave the daemon's tree (found by their command and DAGSTER_HOME)."""
+        home = {"DAGSTER_HOME": str((self.data_dir / "dagster_home").resolve())}
+        launcher = processes_running(TEMPLATE, home)
+        return list(dict.fromkeys([self.pid, *descendants(self.pid), *launcher,
+                                   *(child for pid in launcher for child in descendants(pid))]))
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
@@ -232,14 +241,14 @@ def component(pid: int) -> str:
     return line[:60] or "?"
 
 
-def run_workers(root: int) -> list[int]:
+def run_workers(stack: DevStack) -> list[int]:
     """Dagster run workers: forked from the run-worker template, or started cold (not the FL servers' own)."""
-    return [p for p in descendants(root) if component(p) == "Dagster run worker"]
+    return [p for p in stack.processes() if component(p) == "Dagster run worker"]
 
 
-def stack_usage(root: int, seconds: float) -> dict[str, tuple[float, float, int]]:
+def stack_usage(stack: DevStack, seconds: float) -> dict[str, tuple[float, float, int]]:
     """Per component over ``seconds``: (RSS MiB at the end, % of one core used, processes)."""
-    pids = [root, *descendants(root)]
+    pids = stack.processes()
     before = {p: s for p in pids if (s := _stat(p))}
     time.sleep(seconds)
     usage: dict[str, list[float]] = {}
@@ -255,11 +264,11 @@ def stack_usage(root: int, seconds: float) -> dict[str, tuple[float, float, int]
 
 
 class RssSampler:
-    """Samples the RSS and USS (``memory``) of every Dagster run worker under ``root`` every 0.2 s."""
+    """Samples the RSS and USS (``memory``) of every Dagster run worker of ``stack`` every 0.2 s."""
 
-    def __init__(self, root: int) -> None:
-        self.root, self.samples = root, {}  # type: ignore[var-annotated]
-        self.earlier = set(run_workers(root))  # a previous run's worker may still be exiting
+    def __init__(self, stack: DevStack) -> None:
+        self.stack, self.samples = stack, {}  # type: ignore[var-annotated]
+        self.earlier = set(run_workers(stack))  # a previous run's worker may still be exiting
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -273,7 +282,7 @@ class RssSampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
-            for pid in set(run_workers(self.root)) - self.earlier:
+            for pid in set(run_workers(self.stack)) - self.earlier:
                 if (sample := memory(pid)) is not None:
                     self.samples.setdefault(pid, []).append(sample)
 

@@ -65,8 +65,8 @@ def main() -> None:
               "NVFlare and Flower drills side by side)\n")
         print(format_results(results))
     finally:
-        if dagster is not None:
-            dagster.stop()
+        if dagster is not None and (left := dagster.stop()):
+            print(f"run launcher processes {left} outlived the daemon's shutdown (killed)")
         if stack is not None:
             stack.stop()
         if postgres is not None:

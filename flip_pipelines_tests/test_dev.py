@@ -1,5 +1,5 @@
 """`flip-pipelines dev` (what `make dev` runs): the whole local stack comes up, the demo model trains from a plain
-`enqueue`, and Ctrl-C (SIGINT) stops every process it started."""
+`enqueue`, and Ctrl-C (SIGINT) stops every process it started, a training's run worker included."""
 
 import json
 import os
@@ -14,7 +14,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from flip_pipelines.local.processes import free_port, pid_alive, read_pids, start_process, stop_pid, wait_until
+from flip_pipelines.local.dagster import TEMPLATE_MODULE
+from flip_pipelines.local.processes import (
+    free_port,
+    pid_alive,
+    processes_running,
+    read_pids,
+    start_process,
+    stop_pid,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "flip-pipelines")
@@ -48,6 +57,7 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
     left.chmod(0o644)
     log = tmp_path / "dev.log"
     process = start_process([EXE, "dev", "--port", str(port)], log_path=log, env=env, cwd=REPO)
+    dagster_home = {"DAGSTER_HOME": str((data / "dagster_home").resolve())}
     stack_pids: list[int] = []
     try:
         wait_until(lambda: "Dagster UI:" in log.read_text(), timeout=240, interval=0.2, what="the UI's address")
@@ -90,8 +100,17 @@ def test_dev_runs_the_stack_and_trains_the_demo_model(tmp_path: Path) -> None:
         nets = json.loads(subprocess.run([EXE, "nets", "list", "--json"], env=env, capture_output=True,
                                          text=True, timeout=60).stdout)
         assert {(n["name"], n["status"]) for n in nets} == {("net-nvflare", "AVAILABLE"), ("net-flower", "AVAILABLE")}
+
+        again = subprocess.run([EXE, "enqueue", model_id, "--trust", "Trust_1", "--trust", "Trust_2"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+        # Ctrl-C mid-training: the run worker lives outside the daemon's process tree, so this is what stops it
+        wait_until(lambda: len(processes_running(TEMPLATE_MODULE, dagster_home)) >= 2, timeout=60, interval=0.2,
+                   what="the run worker forked from the template")
     finally:
         stop_pid(process.pid, first_signal=signal.SIGINT, timeout=60)
+    wait_until(lambda: not processes_running(TEMPLATE_MODULE, dagster_home), timeout=30, interval=0.2,
+               what="the run-worker template and its running worker to exit after Ctrl-C")
     assert "stopping" in log.read_text()
     assert "No run requests returned" not in log.read_text(), "idle sensor ticks leave the log quiet"
     assert "superseded" not in log.read_text(), "the stack runs under dg dev, which supersedes dagster dev"

@@ -226,8 +226,8 @@ def test_both_nets_train_end_to_end(production: Production) -> None:
 
 
 def test_a_killed_run_worker_is_detected_and_its_training_recovered(production: Production) -> None:
-    """SIGKILL the run worker of a submitted training, found by the pid its run logged and checked to be under the
-    daemon that launched it, together with the template it was forked from (which would otherwise report its
+    """SIGKILL the run worker of a submitted training, found by the pid its run logged and checked to be forked from
+    the template the daemon's launcher started, together with that template (which would otherwise report its
     death at once): as when a container dies, nothing but run monitoring's worker health check — what, in compose,
     asks Docker about each run's container — can notice, and it marks the run FAILURE within its poll interval.
     Then the reconcile sensor resumes the training, the FL job the server already runs ends it COMPLETED, with no
@@ -242,9 +242,10 @@ def test_a_killed_run_worker_is_detected_and_its_training_recovered(production: 
                                 what="the training to be submitted")
     [run] = _runs(production, fl_job_id)
     pid = int(next(m.group(1) for m in map(WORKER_PID.search, _messages(production, run["runId"])) if m))
-    tree = dagster.process_tree()
-    assert pid in tree["daemon"][1:], f"run worker {pid} is not under the daemon: {tree}"
-    kill_tree(parent_pid(pid))  # the template, the worker and its log-capturing `tail`
+    tree, template = dagster.process_tree(), parent_pid(pid)
+    assert template in dagster.launcher_processes() and template not in tree["daemon"], \
+        f"run worker {pid} is not forked from the template the daemon's launcher started: {tree}"
+    kill_tree(template)  # the template, the worker and its log-capturing `tail`
     killed = time.monotonic()
     poll_interval = dagster.instance["run_monitoring"]["poll_interval_seconds"]
     status = _run_end(production, run["runId"], timeout=poll_interval + 60)

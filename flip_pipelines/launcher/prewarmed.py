@@ -18,6 +18,13 @@ and Kubernetes launchers run in a container — so a run behaves the same; only 
   run finished, at once, as Dagster's code server does for the workers it spawns. The worker's PID and start
   time are also tagged on the run, so run monitoring (``check_run_worker_health``) sees a dead worker that nobody
   reported (template and worker both gone), and termination signals it from any process.
+- **A dead daemon.** The template leaves the daemon's process tree as it starts (``template.detach``), so the
+  runs outlive the daemon, as under the default launcher, where they belong to the code server: a daemon
+  SIGKILLed with every process under it leaves its trainings running, their template still failing the run of a
+  worker that dies. That template forks nothing more and exits with its last worker; the restarted daemon's
+  launcher warms a new one. A daemon shut down on purpose (``dispose``: Ctrl-C of ``make dev``, SIGTERM) has its
+  templates (retired ones still serving runs too) interrupt their runs and exit, so nothing of the stack is left
+  running.
 - **Same host.** Workers run where the daemon runs: this is the launcher of the single-machine ``make dev``
   stack; deployments over several machines use the Docker or Kubernetes launcher (``deploy/``).
 """
@@ -39,7 +46,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from flip_pipelines.launcher.template import LineReader
-from flip_pipelines.launcher.workers import RunWorker
+from flip_pipelines.launcher.workers import HostProcess, RunWorker
 
 REPLY_TIMEOUT_SECONDS = 10.0
 
@@ -48,18 +55,20 @@ class _Template:
     """One template process and its two pipes; not thread-safe (the launcher holds its lock)."""
 
     def __init__(self, python: str, modules: Sequence[str], instance_ref: str | None) -> None:
-        self.process = subprocess.Popen([python, "-m", "flip_pipelines.launcher.template"],
+        # the process started here only detaches the template and exits (``template.detach``): the launcher keeps
+        # it to be reaped, and knows the template by the PID it reports once warm
+        self.starter = subprocess.Popen([python, "-m", "flip_pipelines.launcher.template"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self.process.stdout is not None
-        self._replies = LineReader(self.process.stdout.fileno())
+        assert self.starter.stdin is not None and self.starter.stdout is not None
+        self._requests, self._replies = self.starter.stdin, LineReader(self.starter.stdout.fileno())
+        self.process: HostProcess | None = None
         self.ready = False
         self.error = ""
         self._send({"modules": list(modules), "instance_ref": instance_ref})
 
     def _send(self, message: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write((json.dumps(message) + "\n").encode())
-        self.process.stdin.flush()
+        self._requests.write((json.dumps(message) + "\n").encode())
+        self._requests.flush()
 
     def _read(self, timeout: float) -> dict[str, Any] | None:
         """The next reply; None if none came within ``timeout`` seconds; ``{"ended": ...}`` if the template
@@ -73,8 +82,9 @@ class _Template:
         """True once warm (waiting up to ``timeout`` seconds); False when it failed or ended; None while it is
         still warming."""
         if self.ready:
-            return self.process.poll() is None
+            return self.process is not None and self.process.alive()
         reply = self._read(timeout)
+        self.starter.poll()  # reaped once it detached the template
         if reply is None:
             return None
         self.ready = bool(reply.get("ready"))
@@ -82,7 +92,9 @@ class _Template:
             self.error = str(reply.get("error") or "it exited")
             print(f"flip run launcher: the run-worker template failed ({self.error}); runs start cold",
                   file=sys.stderr)
-        return self.ready
+            return False
+        self.process = HostProcess.of(int(reply["pid"]))
+        return self.process.alive()
 
     def fork(self, run_id: str, run_json: str) -> RunWorker | None:
         """A run worker forked for ``run_json``; None when the template is stale, gone or unresponsive."""
@@ -92,17 +104,23 @@ class _Template:
             return None
         reply = self._read(REPLY_TIMEOUT_SECONDS)
         if not reply or "pid" not in reply:
-            if reply is None:  # unresponsive: it serves no run well any more
-                self.process.kill()
+            if reply is None and self.process is not None:  # unresponsive: it serves no run well any more
+                self.process.signal(signal.SIGKILL)
             return None
         return RunWorker(int(reply["pid"]), str(reply.get("started", "")))
 
     def retire(self) -> None:
         """Close its pipes: it forks nothing more, and exits once the workers it watches have ended."""
-        for stream in (self.process.stdin, self.process.stdout):
+        for stream in (self.starter.stdin, self.starter.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+
+    def stop(self) -> None:
+        """Have it interrupt its workers and exit, then close its pipes."""
+        with contextlib.suppress(OSError):
+            self._send({"stop": True})
+        self.retire()
 
 
 class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
@@ -116,7 +134,8 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         self._template_wait = template_wait_seconds
         self._lock = threading.Lock()
         self._template: _Template | None = None
-        self._children: list[subprocess.Popen[bytes]] = []  # retired templates and cold workers, to be reaped
+        self._children: list[subprocess.Popen[bytes]] = []  # templates' starters and cold workers, to be reaped
+        self._retired: list[HostProcess] = []  # retired templates, which may still serve runs until dispose
         super().__init__()
 
     @property
@@ -147,7 +166,8 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
     def _retire_template(self) -> None:
         assert self._template is not None
         self._template.retire()  # it still watches the workers it forked
-        self._keep_until_reaped(self._template.process)
+        if self._template.process is not None:
+            self._retired = [t for t in self._retired if t.alive()] + [self._template.process]
         self._template = None
 
     def _warm_worker(self, run_id: str, run_json: str) -> tuple[RunWorker | None, str]:
@@ -159,6 +179,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
                 if self._template is None:
                     self._template = _Template(self._python, self._modules,
                                                serialize_value(self._instance.get_ref()))
+                    self._keep_until_reaped(self._template.starter)
                 ready = self._template.wait_ready(max(deadline - time.monotonic(), 0))
                 if ready is None:
                     return None, f"the template was still warming up after {self._template_wait:.0f} s"
@@ -220,6 +241,12 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
                                     run_worker_id=str(worker.pid))
 
     def dispose(self) -> None:
+        """The launcher's process shuts down: its templates, retired ones too, interrupt the runs they serve and
+        exit."""
         with self._lock:
             if self._template is not None:
-                self._retire_template()
+                self._template.stop()
+                self._template = None
+            for retired in self._retired:
+                retired.signal(signal.SIGTERM)  # its pipes are closed: SIGTERM asks the same stop
+            self._retired = []

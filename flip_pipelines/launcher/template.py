@@ -7,12 +7,20 @@ milliseconds) that runs ``dagster api execute_run`` in-process — the command t
 run in a new container — so the run executes exactly as it would there.
 
 Protocol, one JSON object per line: the launcher sends ``{"modules": [...], "instance_ref": ...}``, the template
-answers ``{"ready": true}`` (or ``{"error": ...}`` and exits); then each ``{"run": <ExecuteRunArgs>}`` is
-answered ``{"pid": ..., "started": ...}``, or ``{"stale": <file>}`` when a source file of the preloaded packages
-changed since: the template forks nothing more and the launcher starts a fresh one, so a run never executes older
-code than a cold start would. The template reaps its workers: one killed or failing before its run finished fails
-the run at once. Once its launcher's end of the pipe closes (or it went stale), the template exits when its last
-worker has.
+answers ``{"ready": true, "pid": ...}`` (or ``{"error": ...}`` and exits); then each ``{"run": <ExecuteRunArgs>}``
+is answered ``{"pid": ..., "started": ...}``, or ``{"stale": <file>}`` when a source file of the preloaded
+packages changed since: the template forks nothing more and the launcher starts a fresh one, so a run never
+executes older code than a cold start would. The template reaps its workers: one killed or failing before its run
+finished fails the run at once.
+
+The template leaves the launcher's process tree as it starts (a session of its own, adopted by init), so its runs
+outlive the daemon, as they outlive it under Dagster's default launcher, where they belong to the code server:
+SIGKILLing the daemon and everything under it leaves the trainings running. How the launcher's end closes says
+what to do with them. ``{"stop": true}`` — the launcher's owner shutting down (Ctrl-C of ``make dev``, a test's
+teardown), or SIGTERM/SIGINT to the template — interrupts every worker (SIGTERM: its run ends as a run
+interrupted does; SIGKILL after ``STOP_GRACE_SECONDS``), then the template exits: nothing is left running. A
+plain end of file — the template retired, or its launcher's process died — forks nothing more and exits once the
+last worker has.
 """
 
 import atexit
@@ -32,10 +40,22 @@ from pathlib import Path
 from flip_pipelines.launcher.workers import start_ticks
 
 REAP_INTERVAL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 20.0
+
+
+def detach() -> None:
+    """Leave the launcher's process tree: a fork whose parent exits at once, so the template is adopted by init
+    (or the nearest subreaper), not the launcher's process; then a session and process group of its own, led by
+    the template itself (not by that parent, whose PID a signal to its group would otherwise still reach), so no
+    signal to the daemon's process group or terminal reaches it."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
 
 
 def _reply(control: int, message: dict[str, object]) -> None:
-    os.write(control, (json.dumps(message) + "\n").encode())
+    with contextlib.suppress(BrokenPipeError):  # the launcher is gone: its requests end next
+        os.write(control, (json.dumps(message) + "\n").encode())
 
 
 def preload(modules: list[str], instance_ref: str | None) -> None:
@@ -105,7 +125,8 @@ def _run_worker(run_json: str, control: int) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # not the template's handlers
+            signal.signal(signum, signal.default_int_handler)
         from dagster._cli.api import execute_run_command
         from dagster._utils.interrupts import setup_interrupt_handlers
 
@@ -172,9 +193,10 @@ def _report_if_unfinished(instance_ref: str, run_id: str, exit_code: int) -> Non
 
 
 def main() -> int:
+    detach()
     control = os.dup(1)
     os.dup2(2, 1)  # stray prints of user code go to stderr, never into the protocol
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # while warming up there is nothing to stop
         signal.signal(signum, lambda *_: os._exit(0))
     requests = LineReader(0)
     setup = json.loads(requests.next(timeout=60) or "{}")
@@ -185,21 +207,48 @@ def main() -> int:
         _reply(control, {"error": f"{type(exc).__name__}: {exc}"})
         return 1
     settle_memory()
-    mtimes = source_mtimes(modules)
+    serve(requests, control, source_mtimes(modules), instance_ref)
+    return 0
+
+
+def serve(requests: LineReader, control: int, mtimes: dict[str, int], instance_ref: str | None) -> None:
+    """Fork a worker per request and watch them until the launcher's end closes and the last worker ended."""
     workers: dict[int, str] = {}  # pid → run id
-    _reply(control, {"ready": True})
-    while not requests.closed or workers:
-        line = requests.next(timeout=REAP_INTERVAL_SECONDS) if not requests.closed else None
-        if requests.closed and line is None:
+    reporters: set[int] = set()
+    stop_asked: list[float] = []  # when: a stop is asked by the launcher, or by SIGTERM/SIGINT from any process
+    stopped: set[int] = set()  # workers sent SIGTERM
+
+    def ask_stop(*_: object) -> None:
+        stop_asked[:] = stop_asked or [time.monotonic()]
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, ask_stop)
+    _reply(control, {"ready": True, "pid": os.getpid()})
+    while not (requests.closed or stop_asked) or workers or reporters:
+        line = requests.next(timeout=REAP_INTERVAL_SECONDS) if not (requests.closed or stop_asked) else None
+        if line is None and (requests.closed or stop_asked):
             select.select([], [], [], REAP_INTERVAL_SECONDS)  # serve the running workers' deaths, then exit
+        if stop_asked:
+            overdue = time.monotonic() - stop_asked[0] > STOP_GRACE_SECONDS
+            for pid in [p for p in workers if overdue or p not in stopped]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL if overdue else signal.SIGTERM)
+                stopped.add(pid)
         for pid, exit_code in _reaped():
+            reporters.discard(pid)
             run_id = workers.pop(pid, None)
             # a clean exit finished its run (one that somehow did not is left to run monitoring)
-            if run_id and instance_ref and exit_code != 0 and os.fork() == 0:
-                _report_if_unfinished(instance_ref, run_id, exit_code)
+            if run_id and instance_ref and exit_code != 0:
+                reporter = os.fork()
+                if reporter == 0:
+                    _report_if_unfinished(instance_ref, run_id, exit_code)
+                reporters.add(reporter)
         if line is None:
             continue
         request = json.loads(line)
+        if request.get("stop"):
+            ask_stop()
+            continue
         stale = changed_file(mtimes)
         if stale:
             _reply(control, {"stale": stale})
@@ -210,7 +259,6 @@ def main() -> int:
             _run_worker(request["run"], control)
         workers[pid] = request.get("run_id", "")
         _reply(control, {"pid": pid, "started": start_ticks(pid)})
-    return 0
 
 
 def _reaped() -> list[tuple[int, int]]:

@@ -13,9 +13,18 @@ from typing import Any
 
 import httpx
 
-from flip_pipelines.local.processes import free_port, kill_tree, pid_alive, start_process, stop_pid, wait_until
+from flip_pipelines.local.processes import (
+    free_port,
+    kill_tree,
+    pid_alive,
+    processes_running,
+    start_process,
+    stop_pid,
+    wait_until,
+)
 
 LOCATION = "flip_pipelines"
+TEMPLATE_MODULE = "flip_pipelines.launcher.template"
 BIN = Path(sys.executable).parent
 
 
@@ -73,8 +82,14 @@ class LocalDagster:
         self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workdir / "workspace.yaml")])
 
     def kill_daemon(self) -> None:
-        """SIGKILL the daemon (and anything it started): what a crashed host does to it."""
+        """SIGKILL the daemon and every process of its tree, whatever their session: a crashed daemon. Its run
+        launcher's template left that tree as it started, so the runs it forked go on."""
         kill_tree(self.pids.pop("daemon"))
+
+    def launcher_processes(self) -> list[int]:
+        """The run-worker templates of this instance and the run workers they forked (``PrewarmedRunLauncher``):
+        outside the daemon's tree, found by their command and ``DAGSTER_HOME``."""
+        return processes_running(TEMPLATE_MODULE, {"DAGSTER_HOME": str(self.home)})
 
     def daemon_alive(self) -> bool:
         return "daemon" in self.pids and pid_alive(self.pids["daemon"])
@@ -96,9 +111,20 @@ class LocalDagster:
         return (bool(entries) and entries[0]["loadStatus"] == "LOADED"
                 and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation")
 
-    def stop(self) -> None:
-        """Webserver and daemon first (no new runs), then the code server and the run workers it started."""
+    def stop(self, timeout: float = 30) -> list[int]:
+        """Webserver and daemon first (no new runs), then the code server. The daemon's shutdown stops its run
+        launcher's template, which interrupts its runs and exits; returns the launcher's processes still running
+        ``timeout`` seconds later, which are then killed (none is expected: tests assert it)."""
         for name in ("webserver", "daemon", "code_server"):
             pid = self.pids.pop(name, None)
             if pid is not None:
                 stop_pid(pid, first_signal=signal.SIGINT, timeout=20)
+        try:
+            wait_until(lambda: not self.launcher_processes(), timeout=timeout, interval=0.2,
+                       what="the run launcher's processes to exit")
+            return []
+        except TimeoutError:
+            left = self.launcher_processes()
+            for pid in left:
+                kill_tree(pid)
+            return left

@@ -3,8 +3,9 @@ mid-run, on a real stack, and check the hub recovers on its own.
 
 After each drill: the FL server ran at most one job for the training, the job ended exactly once with the right
 final status, its net is AVAILABLE, the model's status is the last one its audit trail records (FLIP audits
-RUNNING and RESULTS_UPLOADED), and the result is stored. ``benchmarks/drills.py`` prints the table; the daemon
-tests assert it.
+RUNNING and RESULTS_UPLOADED), and the result is stored. The daemon drill also checks that the training never
+stopped: its run worker lived through the daemon's death, and that same run (no restart, no resume) ended it.
+``benchmarks/drills.py`` prints the table; the daemon tests assert it.
 """
 
 import json
@@ -27,12 +28,19 @@ from flip_pipelines.domain.model_check import ModelCheck
 from flip_pipelines.domain.net_options import NetOptions, parse_net_options
 from flip_pipelines.faults import arm, fired_at
 from flip_pipelines.fl_api.client import FLApiClient
+from flip_pipelines.launcher.workers import HostProcess, RunWorker
 from flip_pipelines.local.dagster import LocalDagster
-from flip_pipelines.local.processes import wait_until
+from flip_pipelines.local.processes import parent_pid, wait_until
 from flip_pipelines.settings import NET_OPTIONS_ENV
 
 DEMO_FILES = {FLBackend.NVFLARE: "nvflare_logreg", FLBackend.FLOWER: "flower_logreg"}
 DAEMON = "daemon"
+DAEMON_DOWN_SECONDS = 5.0
+# 10 local steps of 1 s: the daemon drill's training outlasts the daemon's time down, so its worker must live through it
+DAEMON_DRILL_CONFIG = {"STEP_SLEEP_SECONDS": 1.0}
+ENDED_RUN_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
+RUNS_OF_JOB = ("query($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { results { runId status "
+               "tags { key value } } } } }")
 
 
 @dataclass(frozen=True)
@@ -88,10 +96,10 @@ class DrillHub:
         with FLApiClient(self.net(backend)[1], self.token) as client:
             return {job.job_id for job in client.list_jobs()}
 
-    def new_model(self, backend: FLBackend, name: str) -> uuid.UUID:
-        """A model whose files suit ``backend`` only, uploaded; ``rounds`` global rounds."""
+    def new_model(self, backend: FLBackend, name: str, **config: object) -> uuid.UUID:
+        """A model whose files suit ``backend`` only, uploaded; ``rounds`` global rounds, ``config`` on top."""
         files = demo_model_files(DEMO_FILES[backend])
-        config = json.loads(files["config.json"]) | {"GLOBAL_ROUNDS": self.rounds}
+        config = json.loads(files["config.json"]) | {"GLOBAL_ROUNDS": self.rounds} | config
         files["config.json"] = json.dumps(config).encode()
         with self.session() as session:
             model_id = registry.add_model(session, name, self.project).id
@@ -103,6 +111,11 @@ class DrillHub:
         with self.session() as session:
             trust_ids = registry.get_trust_ids_by_names(session, list(self.trusts))
             return lifecycle.enqueue_training(session, model_id, trust_ids, check).id
+
+    def runs_of(self, fl_job_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The Dagster runs of a training (``runId``, ``status``, ``tags``), newest first."""
+        data = self.dagster.graphql(RUNS_OF_JOB, {"t": [{"key": "flip/fl_job_id", "value": str(fl_job_id)}]})
+        return data["runsOrError"]["results"]
 
 
 @dataclass
@@ -136,15 +149,51 @@ def _submitted_and_running(hub: DrillHub, fl_job_id: uuid.UUID) -> bool:
         return job is not None and job.fl_backend_job_id is not None
 
 
-def _kill_daemon_mid_run(hub: DrillHub, fl_job_id: uuid.UUID, timeout: float) -> float:
-    """Kill the daemon once the training is submitted, keep it down for a while, start it again."""
+@dataclass
+class DaemonCrash:
+    """What the daemon drill saw of the training's run: its id and worker, and the template the worker was forked
+    from."""
+
+    killed: float
+    run_id: str
+    worker: RunWorker
+    template: HostProcess
+
+
+def _kill_daemon_mid_run(hub: DrillHub, fl_job_id: uuid.UUID, result: DrillResult, timeout: float) -> DaemonCrash:
+    """Kill the daemon (with every process of its tree) once the training is submitted, keep it down for a while,
+    start it again; the training's run worker must live through it."""
     wait_until(lambda: _submitted_and_running(hub, fl_job_id), timeout=timeout, interval=0.2,
                what="the training to be submitted")
+    [run] = hub.runs_of(fl_job_id)
+    worker = RunWorker.from_tags({t["key"]: t["value"] for t in run["tags"]})
+    assert worker is not None and worker.alive(), f"run {run['runId']} has no live run worker: {run['tags']}"
+    template = HostProcess.of(parent_pid(worker.pid))
     hub.dagster.kill_daemon()
     killed = time.time()
-    time.sleep(5)  # the daemon stays down across sensor ticks and run dequeues: what a crashed host looks like
+    time.sleep(DAEMON_DOWN_SECONDS)  # down across sensor ticks and run dequeues: what a crashed daemon looks like
+    if not worker.alive():
+        result.problems.append(f"run worker pid {worker.pid} died with the daemon")
     hub.dagster.start_daemon()
-    return killed
+    return DaemonCrash(killed, run["runId"], worker, template)
+
+
+def _check_daemon_crash(hub: DrillHub, fl_job_id: uuid.UUID, crash: DaemonCrash, result: DrillResult) -> None:
+    """The run that was running when the daemon died finished the training, and its template left with it."""
+    try:
+        runs = wait_until(lambda: _runs_once_ended(hub, fl_job_id), timeout=30, interval=0.2,
+                          what="the training's runs to end")
+        if runs != [(crash.run_id, "SUCCESS")]:
+            result.problems.append(f"the training's runs were {runs}, not its run {crash.run_id} alone, SUCCESS")
+        wait_until(lambda: not crash.worker.alive() and not crash.template.alive(), timeout=15, interval=0.2,
+                   what=f"run worker {crash.worker.pid} and its template {crash.template.pid} to exit")
+    except TimeoutError as exc:
+        result.problems.append(str(exc))
+
+
+def _runs_once_ended(hub: DrillHub, fl_job_id: uuid.UUID) -> list[tuple[str, str]] | None:
+    runs = [(r["runId"], r["status"]) for r in hub.runs_of(fl_job_id)]
+    return runs if all(status in ENDED_RUN_STATUSES for _, status in runs) else None
 
 
 def run_drill(hub: DrillHub, drill: Drill, *, timeout: float = 240.0) -> DrillResult:
@@ -154,13 +203,17 @@ def run_drill(hub: DrillHub, drill: Drill, *, timeout: float = 240.0) -> DrillRe
     result = DrillResult(drill)
     try:
         before = hub.backend_jobs(drill.backend)
-        model_id = result.model_id = hub.new_model(drill.backend, f"drill-{drill.crash_point}-{uuid.uuid4().hex[:4]}")
+        config = DAEMON_DRILL_CONFIG if drill.crash_point == DAEMON else {}
+        model_id = result.model_id = hub.new_model(drill.backend, f"drill-{drill.crash_point}-{uuid.uuid4().hex[:4]}",
+                                                   **config)
         if drill.crash_point != DAEMON:
             arm(hub.crash_file, drill.crash_point, str(model_id))
         store = BundleStore(hub.s3, model_bucket=hub.model_bucket, bundle_bucket=hub.model_bucket)
         fl_job_id = hub.enqueue(model_id, store.check(str(model_id)))
+        daemon_crash = None
         if drill.crash_point == DAEMON:
-            crashed: float | None = _kill_daemon_mid_run(hub, fl_job_id, timeout)
+            daemon_crash = _kill_daemon_mid_run(hub, fl_job_id, result, timeout)
+            crashed: float | None = daemon_crash.killed
         else:
             crashed = wait_until(lambda: fired_at(hub.crash_file, drill.crash_point, str(model_id)),
                                  timeout=timeout, interval=0.2, what=f"crash point {drill.crash_point}")
@@ -168,6 +221,8 @@ def run_drill(hub: DrillHub, drill: Drill, *, timeout: float = 240.0) -> DrillRe
         result.seconds_to_recover = time.time() - crashed if crashed else None
         result.backend_jobs = len(hub.backend_jobs(drill.backend) - before)
         _check(hub, drill, model_id, fl_job_id, result)
+        if daemon_crash is not None:
+            _check_daemon_crash(hub, fl_job_id, daemon_crash, result)
     except Exception as exc:  # a drill that cannot finish is a failed drill, reported in its row
         result.problems.append(f"{type(exc).__name__}: {exc}")
     return result

@@ -164,6 +164,26 @@ def descendants(pid: int) -> list[int]:
     return found[::-1]
 
 
+def processes_running(module: str, environment: dict[str, str]) -> list[int]:
+    """Live processes started as ``python -m module`` (and processes forked from them) whose environment holds
+    ``environment``: how processes that left their parent's tree are found again."""
+    wanted = {f"{k}={v}".encode() for k, v in environment.items()}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if module.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0"):
+                continue
+            if not wanted <= set(Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")):
+                continue
+        except OSError:  # gone, or another user's
+            continue
+        if _not_zombie(int(entry)):
+            found.append(int(entry))
+    return found
+
+
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     """Send ``sig`` to a process, its descendants (whatever session they are in) and their process groups."""
     for target in [*descendants(pid), pid]:

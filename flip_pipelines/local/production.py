@@ -196,8 +196,11 @@ class ComposeDagster(LocalDagster):
         """Each service's process and everything under it (the code server's gRPC child and run workers)."""
         return {name: [pid, *descendants(pid)] for name, pid in self.pids.items() if pid_alive(pid)}
 
-    def stop(self) -> None:
-        """Stop every service, then make sure no process of the tree outlived it."""
+    def stop(self, timeout: float = 30) -> list[int]:
+        """Stop every service, then make sure no process of the tree, nor of the run launcher, outlived it."""
         tree = [pid for pids in self.process_tree().values() for pid in pids]
-        super().stop()
+        left = super().stop(timeout)
         wait_until(lambda: not [p for p in tree if pid_alive(p)], timeout=30, what="every Dagster process to exit")
+        if left:
+            raise RuntimeError(f"run launcher processes {left} outlived the daemon's shutdown (killed)")
+        return left

@@ -29,7 +29,7 @@ from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetSt
 from flip_pipelines.faults import CRASH_POINTS_ENV
 from flip_pipelines.fl_api.client import FLApiClient
 from flip_pipelines.local.dagster import LocalDagster
-from flip_pipelines.local.drills import FLIP_FL_API_DRILL, DrillHub, format_results, run_drills
+from flip_pipelines.local.drills import DAEMON, DRILLS, FLIP_FL_API_DRILL, DrillHub, format_results, run_drills
 from flip_pipelines.local.nvflare import LocalNVFlare
 from flip_pipelines.local.postgres import create_database
 from flip_pipelines.local.processes import wait_until
@@ -118,9 +118,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         dagster.start()
         yield stack
     finally:
-        dagster.stop()
+        left = dagster.stop()
         if stack._engine is not None:
             stack._engine.dispose()
+    assert not left, f"run launcher processes {left} outlived the daemon's shutdown"
 
 
 def _upload_model(stack: Stack, files: dict[str, bytes]) -> uuid.UUID:
@@ -371,18 +372,31 @@ def _nvflare_net_behind_flips_fl_api(stack: Stack, deployment: LocalNVFlare, s3:
         flip.stop()
 
 
+def _drill_hub(stack: Stack, s3_server: LocalS3) -> DrillHub:
+    return DrillHub(url=stack.url, dagster=stack.dagster, s3=s3_server.client(),
+                    model_bucket=stack.buckets["models"], results_bucket=stack.buckets["results"],
+                    token=FL_API_TOKEN, crash_file=stack.work / "crash_points")
+
+
 def test_crash_drills_recover_without_a_manual_step(stack: Stack, s3_server: LocalS3,
                                                     nvflare_deployment: LocalNVFlare) -> None:
-    """SIGKILL the run worker at every boundary of a training (and the daemon mid-run): each training still ends
-    exactly once, trained by exactly one FL job, with its net free and its audit trail agreeing — drill d also on
-    a net whose FL API is FLIP's, which ignores the submit token."""
-    hub = DrillHub(url=stack.url, dagster=stack.dagster, s3=s3_server.client(),
-                   model_bucket=stack.buckets["models"], results_bucket=stack.buckets["results"],
-                   token=FL_API_TOKEN, crash_file=stack.work / "crash_points")
-    results = run_drills(hub)
+    """SIGKILL the run worker at every boundary of a training: each training still ends exactly once, trained by
+    exactly one FL job, with its net free and its audit trail agreeing — drill d also on a net whose FL API is
+    FLIP's, which ignores the submit token."""
+    hub = _drill_hub(stack, s3_server)
+    results = run_drills(hub, [d for d in DRILLS if d.crash_point != DAEMON])
     with _nvflare_net_behind_flips_fl_api(stack, nvflare_deployment, s3_server):
         results += run_drills(hub, [FLIP_FL_API_DRILL])
     table = format_results(results)
     (stack.work / "drills.txt").write_text(table + "\n")
     assert all(r.recovered for r in results), table
+    wait_until(lambda: _nets_free(stack), timeout=30, what="every net to be free")
+
+
+def test_a_daemon_crash_leaves_the_training_running(stack: Stack, s3_server: LocalS3) -> None:
+    """SIGKILL the daemon and every process of its tree mid-training, start it again 5 s later: the run worker
+    lives on (it is forked from a template outside the daemon's tree), and that same run finishes the training
+    with its one FL job — no restart, no resume — as the other drills' checks say."""
+    [result] = run_drills(_drill_hub(stack, s3_server), [d for d in DRILLS if d.crash_point == DAEMON])
+    assert result.recovered, format_results([result])
     wait_until(lambda: _nets_free(stack), timeout=30, what="every net to be free")

@@ -1,7 +1,8 @@
 """PrewarmedRunLauncher on a real Dagster instance: runs forked from the template execute like cold ones, run
 monitoring's health check sees a killed worker, termination cancels, an edited source file retires the template,
-and a template that cannot import leaves runs to start cold. The jobs live in a module written to a temporary
-folder, so the test can edit it."""
+a template that cannot import leaves runs to start cold, and the launcher's shutdown leaves nothing running (a
+daemon killed mid-run leaving its run running: the daemon drill, jobs/test_daemon.py). The jobs live in a module
+written to a temporary folder, so the test can edit it."""
 
 import os
 import sys
@@ -16,7 +17,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.launcher import WorkerStatus
 
 from flip_pipelines.launcher.workers import RunWorker
-from flip_pipelines.local.processes import kill_tree, wait_until
+from flip_pipelines.local.processes import descendants, kill_tree, parent_pid, wait_until
 
 JOBS = '''
 import os
@@ -148,6 +149,29 @@ def test_health_check_sees_a_dead_worker_nobody_reported(instance: DagsterInstan
     assert wait_status(instance, after, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
 
 
+def test_dispose_interrupts_the_runs_and_leaves_nothing_running(instance: DagsterInstance, jobs_module: str,
+                                                                  tmp_path: Path) -> None:
+    """The template lives outside the launcher's process tree (so a daemon killed with its tree leaves the runs
+    running); the launcher's shutdown (the daemon's, on Ctrl-C; a test's teardown) stops it, and a template
+    retired by a source edit while it still serves a run: the running workers are interrupted, their runs end,
+    and none of these processes is left."""
+    run_id, worker = held_run(instance, jobs_module, tmp_path)
+    retired = instance.run_launcher._template.process  # type: ignore[attr-defined]
+    assert parent_pid(worker.pid) == retired.pid
+    assert parent_pid(retired.pid) != os.getpid() and os.getsid(retired.pid) != os.getsid(0)
+    assert retired.pid not in descendants(os.getpid())
+    edit(tmp_path / f"{jobs_module}.py", "v2")
+    later_id, later = held_run(instance, jobs_module, tmp_path)
+    template = instance.run_launcher._template.process  # type: ignore[attr-defined]
+    assert template.pid != retired.pid and parent_pid(later.pid) == template.pid
+    instance.run_launcher.dispose()
+    wait_until(lambda: not any(p.alive() for p in (worker, retired, later, template)), timeout=30,
+               what="the workers and the templates to exit")
+    for run in (run_id, later_id):
+        assert wait_status(instance, run, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED,
+                           DagsterRunStatus.SUCCESS, timeout=15) == DagsterRunStatus.FAILURE
+
+
 def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
     run_id, _ = held_run(instance, jobs_module, tmp_path)
     assert "forked" in launcher_message(instance, run_id)
@@ -157,14 +181,17 @@ def test_terminate_cancels_a_forked_run(instance: DagsterInstance, jobs_module: 
     assert not instance.run_launcher.terminate(run_id)
 
 
+def edit(source: Path, version: str) -> None:
+    source.write_text(JOBS.format(version=version))
+    mtime = source.stat().st_mtime_ns + 1_000_000_000  # a clock tick later, even on coarse file systems
+    os.utime(source, ns=(mtime, mtime))
+
+
 def test_an_edited_source_retires_the_template(instance: DagsterInstance, jobs_module: str, tmp_path: Path) -> None:
     before = launch(instance, jobs_module, "quick")
     assert wait_status(instance, before, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) == DagsterRunStatus.SUCCESS
     template = instance.run_launcher._template.process.pid  # type: ignore[attr-defined]
-    source = tmp_path / f"{jobs_module}.py"
-    source.write_text(JOBS.format(version="v2"))
-    mtime = source.stat().st_mtime_ns + 1_000_000_000  # a clock tick later, even on coarse file systems
-    os.utime(source, ns=(mtime, mtime))
+    edit(tmp_path / f"{jobs_module}.py", "v2")
     edited = launch(instance, jobs_module, "quick")
     assert "forked from the run-worker template" in launcher_message(instance, edited)
     assert instance.run_launcher._template.process.pid != template  # type: ignore[attr-defined]
