@@ -116,7 +116,8 @@ def results_bucket() -> str:
 
 
 def base_app_source() -> str:
-    """``package`` (the templates shipped in flip_pipelines) or ``s3://bucket/prefix``."""
+    """``package`` (the templates shipped in flip_pipelines), ``s3://bucket/prefix`` or a local folder: the base
+    applications of every net that names none of its own in ``FLIP_NET_OPTIONS``."""
     return _env("FLIP_BASE_APP_SOURCE", "package")
 
 
@@ -179,9 +180,20 @@ def net_options(net: str) -> "NetOptions":
     Raises:
         InvalidInputError: FLIP_NET_OPTIONS is malformed.
     """
-    from flip_pipelines.domain.net_options import NetOptions, parse_net_options
+    from flip_pipelines.domain.net_options import NetOptions
 
-    return parse_net_options(os.environ.get(NET_OPTIONS_ENV, "")).get(net, NetOptions())
+    return all_net_options().get(net, NetOptions())
+
+
+def all_net_options() -> dict[str, "NetOptions"]:
+    """Every net ``FLIP_NET_OPTIONS`` names, with its options.
+
+    Raises:
+        InvalidInputError: FLIP_NET_OPTIONS is malformed.
+    """
+    from flip_pipelines.domain.net_options import parse_net_options
+
+    return parse_net_options(os.environ.get(NET_OPTIONS_ENV, ""))
 
 
 def pushed_status_grace_seconds() -> float:

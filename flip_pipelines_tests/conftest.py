@@ -151,6 +151,17 @@ def hub_environment(work: Path, database_url: str, s3: LocalS3, prefix: str) -> 
     return env, buckets
 
 
+@pytest.fixture(scope="session")
+def flip_job_templates(s3_server: LocalS3) -> str:
+    """Job templates in FLIP's shape, declaring the ``flip`` package's server components (``flip_hub.
+    flip_job_templates``), on the session's S3 server: the ``base_app_source`` of the tests' FLIP nets."""
+    from flip_pipelines_tests.flip_hub.flip_job_templates import flip_shaped_templates, upload_templates
+
+    bucket = f"flip-fl-apps-{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    return upload_templates(s3_server.client(), bucket, "fl-apps", flip_shaped_templates())
+
+
 @pytest.fixture
 def s3_bucket(s3_server: LocalS3) -> str:
     """A new, empty bucket on the session's S3 server."""

@@ -16,6 +16,7 @@ from flip_pipelines.cli import cli, main
 from flip_pipelines.db.engine import make_engine
 from flip_pipelines.demo_models import demo_model_dir
 from flip_pipelines.local.s3 import LocalS3
+from flip_pipelines_tests.flip_hub.flip_job_templates import flip_shaped_templates, write_templates
 
 EXE = str(Path(sys.executable).parent / "flip-pipelines")
 
@@ -99,6 +100,15 @@ def test_cli_flow_from_empty_database(cli_env: tuple[dict[str, str], str], tmp_p
                          "    - Missing required files for job type standard on flower: client_app.py"]
     checked = json.loads(run_main(["models", "check", str(model_id), "--backend", "nvflare", "--json"]))
     assert [(b["backend"], b["ok"], b["net_registered"]) for b in checked["backends"]] == [("nvflare", True, True)]
+    # net-a bundles from a folder of its own (FLIP's FL_APP_BASE_DIR shape) that has no standard template
+    folder = write_templates(tmp_path / "fl-apps", {k: v for k, v in flip_shaped_templates().items()
+                                                    if "/standard/" not in k})
+    monkeypatch.setenv("FLIP_NET_OPTIONS", json.dumps({"net-a": {"preset": "flip", "base_app_source": str(folder)}}))
+    assert main(["models", "check", str(model_id), "--backend", "nvflare"]) == 1
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  nvflare: NOT OK",
+        f"    - no nvflare base application for job type 'standard' (base applications in {folder})"]
+    monkeypatch.delenv("FLIP_NET_OPTIONS")
     job_id = uuid.UUID(ok(["enqueue", str(model_id), "--trust", "Trust_1", "--trust", "Trust_2"], env, tmp_path))
 
     state = json.loads(run_main(["queue", "--json"]))
@@ -179,6 +189,11 @@ def test_cli_bad_input_exits_with_one_line_and_writes_nothing(
         lines = err.strip().splitlines()
         assert code != 0 and len(lines) == 1, (args, err)
         assert lines[0].startswith("error: ") and reason in lines[0], (args, err)
+    monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-a": {"preset": "flip", "base_app_source": "fl-apps"}}')
+    code, _, err = invoke(["models", "check", model_id])
+    assert code == 1 and err.splitlines() == ["error: FLIP_NET_OPTIONS: net 'net-a': base_app_source must be package, "
+                                              "s3://bucket/prefix or an absolute folder path, not 'fl-apps'"], err
+    monkeypatch.delenv("FLIP_NET_OPTIONS")
     assert table_counts(url) == before
     # the same through the installed command, once: a real exit status and stderr
     result = run(["enqueue", model_id, "--trust", "Nobody"], env, tmp_path)

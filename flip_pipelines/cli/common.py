@@ -90,6 +90,15 @@ def bundle_store():  # type: ignore[no-untyped-def]
                        bundle_bucket=settings.bundle_bucket(), base_app_source=settings.base_app_source())
 
 
+def base_app_sources(session: Session) -> dict:  # type: ignore[type-arg]
+    """Per backend, the base application sources the registered nets bundle from (``FLIP_NET_OPTIONS``'s
+    ``base_app_source``, else ``FLIP_BASE_APP_SOURCE``): what a model's check plans against."""
+    from flip_pipelines.db import registry
+    from flip_pipelines.domain.net_options import base_app_sources as sources_of
+
+    return sources_of(registry.net_backends(session), settings.all_net_options(), settings.base_app_source())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url",

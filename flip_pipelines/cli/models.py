@@ -7,6 +7,7 @@ import click
 from flip_pipelines import settings
 from flip_pipelines.cli.common import (
     Context,
+    base_app_sources,
     bundle_store,
     cli,
     json_option,
@@ -149,7 +150,7 @@ def models_check(obj: Context, model_id: str, backends: tuple[str, ...], as_json
     session = obj.session()
     model = registry.get_model(session, model_uuid)
     wanted = tuple(FLBackend(b) for b in backends) or tuple(FLBackend)
-    check = bundle_store().check(str(model_uuid), wanted)
+    check = bundle_store().check(str(model_uuid), wanted, sources=base_app_sources(session))
     registered = registry.registered_backends(session)
     if as_json:
         print_json({"model_id": str(model_uuid), "model": model.name, "backends": [

@@ -7,6 +7,7 @@ from sqlmodel import Session
 
 from flip_pipelines.cli.common import (
     Context,
+    base_app_sources,
     bundle_store,
     cli,
     format_table,
@@ -173,7 +174,7 @@ def enqueue(obj: Context, model_id: str, trust_names: tuple[str, ...], dagster_u
                         "(flip-pipelines models approve)")
     trust_ids = registry.get_trust_ids_by_names(session, names)
     registry.get_model(session, model_uuid)
-    check = bundle_store().check(str(model_uuid))
+    check = bundle_store().check(str(model_uuid), sources=base_app_sources(session))
     if launch and dagster_url:
         job, claim = claims.enqueue_and_claim_free_net(session, model_uuid, trust_ids, check)
     else:

@@ -91,6 +91,12 @@ def list_nets(session: Session) -> list[NetState]:
     ]
 
 
+def net_backends(session: Session) -> dict[str, FLBackend]:
+    """Every registered net's backend, by name."""
+    with transaction(session):
+        return {name: backend for name, backend in session.exec(select(FLNets.name, FLNets.fl_backend)).all()}
+
+
 def registered_backends(session: Session) -> frozenset[FLBackend]:
     """The backends at least one registered net runs."""
     with transaction(session):

@@ -5,7 +5,7 @@ The input is what an object listing and ``config.json`` give (no payload is down
 """
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from flip_pipelines.domain.bundle import BundleError, JobType, draft_bundle, normalise_job_type
@@ -67,10 +67,11 @@ def read_model_config(config_bytes: bytes | None) -> tuple[object, list[str]]:
 
 
 def check_backend(
-    backend: FLBackend, model_files: list[str], config_bytes: bytes | None, templates: TemplateLookup
+    backend: FLBackend, model_files: list[str], config_bytes: bytes | None, templates: TemplateLookup,
+    source: str = "",
 ) -> BackendFit:
     """Plan the bundle for ``backend`` (required and reserved files, ``config.json``, base application merge) and
-    report every problem, not just the first."""
+    report every problem, not just the first; ``source`` names where ``templates`` looks, when that matters."""
     config, problems = read_model_config(config_bytes)
     job_type: JobType | None = None
     try:
@@ -81,11 +82,29 @@ def check_backend(
         return BackendFit(backend, None, tuple(problems))
     template = templates(backend, job_type)
     if template is None:
-        problems.append(f"no {backend.value} base application for job type {job_type.value!r}")
+        problems.append(f"no {backend.value} base application for job type {job_type.value!r}"
+                        + (f" (base applications in {source})" if source else ""))
         return BackendFit(backend, job_type, tuple(problems))
     draft = draft_bundle(backend, template, model_files, job_type)
     problems += [str(p) for p in draft.problems]
     return BackendFit(backend, job_type, tuple(problems), "" if problems else draft.plan.summary())
+
+
+def check_backend_everywhere(backend: FLBackend, model_files: list[str], config_bytes: bytes | None,
+                             templates: Mapping[str, TemplateLookup], name_sources: bool = True) -> BackendFit:
+    """A backend whose nets bundle from several base application sources (``templates``: source → lookup, in
+    order) suits the model only if every source's base application takes it: any net of the backend may be
+    claimed. A problem every source finds is named once; one the others do not find names its source (a lone
+    source is named where it lacks the base application, unless ``name_sources`` is false)."""
+    if len(templates) == 1:
+        [(source, lookup)] = templates.items()
+        return check_backend(backend, model_files, config_bytes, lookup, source if name_sources else "")
+    fits = {source: check_backend(backend, model_files, config_bytes, lookup) for source, lookup in templates.items()}
+    first = next(iter(fits.values()))
+    shared = [p for p in first.problems if all(p in f.problems for f in fits.values())]
+    problems = shared + [f"{p} (base applications in {source})" for source, fit in fits.items()
+                         for p in fit.problems if p not in shared]
+    return BackendFit(backend, first.job_type, tuple(problems), "" if problems else first.summary)
 
 
 def check_model(model_id: str, model_files: list[str], config_bytes: bytes | None, templates: TemplateLookup,

@@ -4,11 +4,17 @@ FLIP's FL server (the ``flip`` package's ``PersistToS3AndCleanup``, at the end o
 folder to ``<UPLOADED_FEDERATED_DATA_BUCKET>/<model_id>/<YYYYmmdd_HHMMSS>.zip``, named by its local clock, and only
 then pushes RESULTS_UPLOADED. The push is best effort; the object is the evidence. An FL job listed FINISHED is
 none: it says the run ended, not that its result was stored.
+
+Both are components of the NVFlare job, declared in its ``config_fed_server.json`` by FLIP's own job templates:
+``ServerEventHandler`` pushes the statuses and, at the end of the run, calls the ``PersistToS3AndCleanup`` its
+``persist_and_cleanup_id`` names (default ``persist_and_cleanup``). A job whose server config declares them not
+hands nothing back.
 """
 
+import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,3 +53,47 @@ def no_pushed_status_nor_result(backend_job_id: str, grace_seconds: float, resul
 def finished_without_pushed_status(result_uri: str, grace_seconds: float) -> str:
     return (f"Training finished; results at {result_uri} (its FL server pushed no final status within "
             f"{grace_seconds:g} s)")
+
+
+SERVER_EVENT_HANDLER, PERSIST_TO_S3 = "ServerEventHandler", "PersistToS3AndCleanup"
+FLIP_SERVER_COMPONENTS = (SERVER_EVENT_HANDLER, PERSIST_TO_S3)
+DEFAULT_PERSIST_ID = "persist_and_cleanup"
+
+
+def _class_name(component: object) -> str:
+    """A component's class as NVFlare finds it: the last part of its ``path``, else its ``name``."""
+    if not isinstance(component, dict):
+        return ""
+    return str(component.get("path") or component.get("name") or "").rsplit(".", 1)[-1]
+
+
+def _declared(server_config: bytes) -> set[str]:
+    try:
+        components = json.loads(server_config).get("components", [])
+    except (ValueError, AttributeError):
+        return set()
+    components = components if isinstance(components, list) else []
+    handlers = [c for c in components if _class_name(c) == SERVER_EVENT_HANDLER]
+    if not handlers:
+        return set()
+    args = handlers[0].get("args") if isinstance(handlers[0].get("args"), dict) else {}
+    persist_id = args.get("persist_and_cleanup_id", DEFAULT_PERSIST_ID)
+    persists = any(_class_name(c) == PERSIST_TO_S3 and c.get("id") == persist_id for c in components)
+    return {SERVER_EVENT_HANDLER, *([PERSIST_TO_S3] if persists else [])}
+
+
+def missing_flip_components(server_configs: Mapping[str, bytes]) -> tuple[str, ...]:
+    """Which of FLIP's two server components the job would lack for its FL server to hand the result back, given
+    its server configs (``app*/config/config_fed_server.json`` path → content; NVFlare runs one server app): none
+    when one declares ``ServerEventHandler`` and the ``PersistToS3AndCleanup`` it calls."""
+    declared = max((_declared(body) for body in server_configs.values()), key=len, default=set())
+    return tuple(c for c in FLIP_SERVER_COMPONENTS if c not in declared)
+
+
+def flip_components_warning(net: str, source: str, missing: tuple[str, ...]) -> str:
+    """Why nothing will come back from a net whose FL server hands results back itself (FLIP's)."""
+    lacks = "neither " + " nor ".join(missing) if len(missing) > 1 else f"no {missing[0]}"
+    return (f"the base application from {source} declares {lacks} (FLIP's flip package) in its server config: net "
+            f"{net}'s FL server, which hands results back through them, will upload no result and push no status, "
+            "and the training will end as an ERROR once FLIP_PUSHED_STATUS_GRACE_SECONDS have passed after its FL "
+            "job; point the net at FLIP's job templates (FLIP_NET_OPTIONS base_app_source)")

@@ -25,6 +25,7 @@ from flip_pipelines.domain.submission import (
     job_to_adopt,
     listed_before_first_attempt,
 )
+from flip_pipelines.domain.uploaded_results import flip_components_warning, missing_flip_components
 from flip_pipelines.faults import crash_point
 from flip_pipelines.fl_api.client import FLApiClient, FLApiNotFoundError
 from flip_pipelines.fl_api.schemas import UploadAppRequest
@@ -98,14 +99,16 @@ def claim_for_run(log: dg.DagsterLogManager, model_id: uuid.UUID, config: TrainM
         if claim.model_id != model_id:
             raise FlipError(f"fl_job {config.fl_job_id} belongs to model {claim.model_id}, not {model_id}")
         return claim
-    check = storage.bundle_store().check(str(model_id))
+    with queue_db.session() as session:
+        sources = storage.base_app_sources(registry.net_backends(session))
+    check = storage.bundle_store().check(str(model_id), sources=sources)
     with queue_db.session() as session:
         refusal = check.refusal(registry.registered_backends(session))
         if refusal:
             raise FlipError(f"model {registry.get_model(session, model_id).name} cannot train: {refusal}")
         free = claims.free_net_count(session).keys() & check.backends
         waiting = [m for m in claims.queued_models(session) if m != model_id] if free else []
-    backends_of = {m: c.backends for m, c in check_models(storage, waiting, log).items()}
+    backends_of = {m: c.backends for m, c in check_models(storage, waiting, log, sources).items()}
     with queue_db.session() as session:
         if not config.trusts and claims.has_queued_job(session, model_id):
             return claims.claim_queued_job_of_model(session, model_id, check.backends, config.net,
@@ -198,10 +201,18 @@ def validate_clients(context: dg.OpExecutionContext, claim: Claim, fl_api: FLApi
 def bundle(context: dg.OpExecutionContext, claim: Claim, storage: FlipStorage) -> BundledFiles:
     if _already_submitted(context, claim):
         return BundledFiles(keys=())
-    store = storage.bundle_store(log=context.log.info, on_copy=lambda: crash_point("mid_bundle", str(claim.model_id)))
     try:
-        layout = settings.net_options(claim.net_name).nvflare_layout
-        result = store.bundle(str(claim.model_id), claim.fl_backend, layout)
+        options = settings.net_options(claim.net_name)
+        source = storage.base_app_source_of(claim.net_name)
+        context.log.info(f"bundling from {source}" + (f" (net {claim.net_name}'s own base_app_source)"
+                                                      if options.base_app_source else ""))
+        store = storage.bundle_store(log=context.log.info, base_app_source=source,
+                                     on_copy=lambda: crash_point("mid_bundle", str(claim.model_id)))
+        result = store.bundle(str(claim.model_id), claim.fl_backend, options.nvflare_layout)
+        if options.results_pushed and claim.fl_backend == FLBackend.NVFLARE:
+            missing = missing_flip_components(store.server_configs(result))
+            if missing:
+                context.log.warning(flip_components_warning(claim.net_name, source, missing))
     except Exception as exc:
         raise op_error(context, exc, f"bundling {claim.model_key}", claim) from exc
     files = sorted(({"file": s.dest, "from": s.origin, "source": s.source} for s in result.plan.steps),

@@ -7,8 +7,9 @@ against the plan.
 """
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,18 +30,21 @@ from flip_pipelines.domain.bundle import (
 )
 from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.errors import FlipError
-from flip_pipelines.domain.model_check import ModelCheck, check_model
+from flip_pipelines.domain.model_check import ModelCheck, check_backend_everywhere
+from flip_pipelines.domain.net_options import PACKAGED_BASE_APPS
 from flip_pipelines.domain.redact import install_log_redaction, redact_url
-from flip_pipelines.fl_api.base_apps import COMMON, template_sources
+from flip_pipelines.resources.templates import (
+    TemplateFiles,
+    TemplateNotFoundError,
+    find_template,
+    parse_s3_uri,
+)
 
 logger = logging.getLogger(__name__)
 install_log_redaction()
 
 MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600  # SigV4's limit
-
-
-class TemplateNotFoundError(FlipError):
-    pass
+NVFLARE_SERVER_CONFIG = re.compile(r"^app(_[^/]+)?/config/config_fed_server\.json$")
 
 
 @dataclass(frozen=True)
@@ -51,16 +55,6 @@ class BundleResult:
     keys: tuple[str, ...]
     total_bytes: int
     seconds: float
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` → (``bucket``, ``some/prefix``) without surrounding slashes."""
-    if not uri.startswith("s3://"):
-        raise FlipError(f"{uri!r} is not an s3:// URI")
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise FlipError(f"{uri!r} names no bucket")
-    return bucket, prefix.strip("/")
 
 
 def check_model_id(model_id: str) -> str:
@@ -109,8 +103,8 @@ def delete_prefix(client: Any, bucket: str, prefix: str, *, batch_size: int = 25
 class BundleStore:
     """Bundles and presigns on one S3 client.
 
-    ``base_app_source`` is ``package`` (templates shipped in flip_pipelines) or ``s3://bucket/prefix`` holding
-    ``<backend>/<job_type>/...`` and ``<backend>/_common/...`` as ``flip-pipelines templates sync`` writes them.
+    ``base_app_source`` is ``package`` (templates shipped in flip_pipelines), ``s3://bucket/prefix`` or a local
+    folder holding ``<backend>/<job_type>/...`` (``resources.templates``): the base applications bundles take.
     """
 
     def __init__(
@@ -119,7 +113,7 @@ class BundleStore:
         *,
         model_bucket: str,
         bundle_bucket: str,
-        base_app_source: str = "package",
+        base_app_source: str = PACKAGED_BASE_APPS,
         max_workers: int = 16,
         log: Callable[[str], None] | None = None,
         on_copy: Callable[[], None] | None = None,
@@ -131,7 +125,7 @@ class BundleStore:
         self.max_workers = max_workers
         self.log = log or logger.info
         self.on_copy = on_copy or (lambda: None)  # called before each object is copied (the crash drills' hook)
-        self._templates: dict[tuple[FLBackend, JobType], dict[str, str | Path]] = {}
+        self._templates: dict[tuple[str, FLBackend, JobType], TemplateFiles] = {}
 
     # --- reading the inputs ---
 
@@ -150,31 +144,17 @@ class BundleStore:
         config = self.config_bytes(model_id, model_files)
         return JobType.STANDARD if config is None else job_type_from_config(config)
 
-    def template(self, backend: FLBackend, job_type: JobType) -> dict[str, str | Path]:
-        """Template files: relative path → packaged file, or S3 key in the base bucket (listed once per store)."""
-        key = (backend, job_type)
-        if key not in self._templates:
-            self._templates[key] = self._find_template(backend, job_type)
-        return self._templates[key]
+    def template(self, backend: FLBackend, job_type: JobType, source: str | None = None) -> TemplateFiles:
+        """Template files in ``source`` (default: this store's ``base_app_source``), listed once per store.
 
-    def _find_template(self, backend: FLBackend, job_type: JobType) -> dict[str, str | Path]:
-        if self.base_app_source == "package":
-            sources: dict[str, str | Path] = dict(template_sources(backend.value, job_type.value))
-        else:
-            bucket, prefix = parse_s3_uri(self.base_app_source)
-            sources = {}
-            for folder in (COMMON, job_type.value):  # the job type's own files win over the shared ones
-                root = "/".join(p for p in (prefix, backend.value, folder) if p) + "/"
-                found = {k[len(root):]: k for k in list_keys(self.client, bucket, root)}
-                if folder == job_type.value and not found:
-                    sources = {}  # no such template: the shared files alone are not one
-                    break
-                sources.update(found)
-        if not sources:
-            raise TemplateNotFoundError(
-                f"no {backend.value} base application for job type {job_type.value} in {self.base_app_source}"
-            )
-        return sources
+        Raises:
+            TemplateNotFoundError: the source has no base application for the backend and job type.
+            TemplateSourceError: a local source folder is missing or holds a symlink.
+        """
+        key = (source or self.base_app_source, backend, job_type)
+        if key not in self._templates:
+            self._templates[key] = find_template(self.client, key[0], backend, job_type)
+        return self._templates[key]
 
     def plan(self, model_id: str, backend: FLBackend) -> BundlePlan:
         """The complete copy plan, or the error that stops it (nothing is written either way)."""
@@ -184,28 +164,40 @@ class BundleStore:
             raise UnknownJobTypeError(f"no {backend.value} base application for job type {job_type.value!r}")
         return plan_bundle(backend, list(self.template(backend, job_type)), list(files), job_type)
 
-    def check(self, model_id: str, backends: tuple[FLBackend, ...] = tuple(FLBackend)) -> ModelCheck:
-        """Which backends the model's files suit and why the others do not: one listing and ``config.json``.
+    def check(self, model_id: str, backends: tuple[FLBackend, ...] = tuple(FLBackend),
+              sources: Mapping[FLBackend, Sequence[str]] | None = None) -> ModelCheck:
+        """Which backends the model's files suit and why the others do not: one listing and ``config.json``. A
+        backend suits the model when each of its base application ``sources`` takes it (``domain.net_options.
+        base_app_sources``: those its nets bundle from; default: this store's alone).
 
         Raises:
             UnsafePathError: the model id is not one plain path segment.
+            TemplateSourceError: a local source folder is missing or holds a symlink.
         """
         check_model_id(model_id)
         files = self.model_files(model_id)
+        config = self.config_bytes(model_id, files)
 
-        def templates(backend: FLBackend, job_type: JobType) -> list[str] | None:
-            if job_type not in SUPPORTED_JOB_TYPES[backend]:
-                return None
-            try:
-                return list(self.template(backend, job_type))
-            except TemplateNotFoundError:
-                return None
+        def lookup(source: str) -> Callable[[FLBackend, JobType], list[str] | None]:
+            def templates(backend: FLBackend, job_type: JobType) -> list[str] | None:
+                if job_type not in SUPPORTED_JOB_TYPES[backend]:
+                    return None
+                try:
+                    return list(self.template(backend, job_type, source))
+                except TemplateNotFoundError:
+                    return None
+            return templates
 
-        return check_model(model_id, list(files), self.config_bytes(model_id, files), templates, backends)
+        fits = []
+        for backend in backends:
+            in_use = (sources or {}).get(backend) or (self.base_app_source,)
+            fits.append(check_backend_everywhere(backend, list(files), config, {s: lookup(s) for s in in_use},
+                                                 name_sources=in_use != (PACKAGED_BASE_APPS,)))
+        return ModelCheck(model_id, tuple(fits))
 
     # --- writing the bundle ---
 
-    def _copy(self, model_id: str, step: CopyStep, template: dict[str, str | Path]) -> None:
+    def _copy(self, model_id: str, step: CopyStep, template: TemplateFiles) -> None:
         self.on_copy()
         dest = f"{model_id}/{step.dest}"
         if step.origin == "model":
@@ -216,8 +208,7 @@ class BundleStore:
         if isinstance(origin, Path):
             self.client.put_object(Bucket=self.bundle_bucket, Key=dest, Body=origin.read_bytes())
         else:
-            base_bucket, _ = parse_s3_uri(self.base_app_source)
-            source = {"Bucket": base_bucket, "Key": origin}
+            source = {"Bucket": origin.bucket, "Key": origin.key}
             self.client.copy_object(Bucket=self.bundle_bucket, Key=dest, CopySource=source)
 
     def bundle(self, model_id: str, backend: FLBackend,
@@ -262,6 +253,11 @@ class BundleStore:
         )
         self.log(f"bundled {len(result.keys)} objects ({result.total_bytes} bytes) in {result.seconds:.2f}s")
         return result
+
+    def server_configs(self, result: BundleResult) -> dict[str, bytes]:
+        """An NVFlare bundle's server configs as bundled: ``app*/config/config_fed_server.json`` → content."""
+        return {key[len(result.prefix):]: self.client.get_object(Bucket=result.bucket, Key=key)["Body"].read()
+                for key in result.keys if NVFLARE_SERVER_CONFIG.match(key[len(result.prefix):])}
 
     # --- presigning ---
 

@@ -10,6 +10,7 @@ import dagster as dg
 
 from flip_pipelines.assets.training import MODEL_PARTITIONS
 from flip_pipelines.db import claims, lifecycle, model_partitions, registry, site_config
+from flip_pipelines.domain.errors import InvalidInputError
 from flip_pipelines.domain.runs import run_key, run_tags, train_model_run_config
 from flip_pipelines.jobs.training import train_model
 from flip_pipelines.resources.database import QueueDatabase
@@ -45,11 +46,16 @@ def training_queue_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDa
             return skipped(context, keys, "the hub is in deployment mode: scheduling paused")
         free = claims.free_net_count(session)
         waiting = claims.queued_models(session) if free else []
+        nets = registry.net_backends(session) if waiting else {}
     if not free:
         return skipped(context, keys, "every net is busy")
     if not waiting:
         return skipped(context, keys, "no queued job")
-    checks = check_models(storage, waiting, context.log)
+    try:
+        sources = storage.base_app_sources(nets)
+    except InvalidInputError as exc:  # the jobs wait, no net is taken, until the setting is fixed
+        return skipped(context, keys, str(exc))
+    checks = check_models(storage, waiting, context.log, sources)
     with queue_db.session() as session:
         registered = registry.registered_backends(session)
         for model_id, check in checks.items():

@@ -3,8 +3,10 @@ claim in order, and a Launchpad run to keep that order."""
 
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from flip_pipelines.domain.enums import FLBackend
 from flip_pipelines.domain.model_check import ModelCheck
 from flip_pipelines.domain.retry import is_transient
 
@@ -17,11 +19,14 @@ CHECK_BUDGET_SECONDS = 20.0  # S3 checks stop here, well inside Dagster's 60 s s
 
 
 def check_models(storage: "FlipStorage", model_ids: list[uuid.UUID], log: "dg.DagsterLogManager",
+                 sources: Mapping[FLBackend, Sequence[str]] | None = None,
                  budget_seconds: float = CHECK_BUDGET_SECONDS) -> dict[uuid.UUID, ModelCheck]:
-    """Which backends each waiting model's files suit (object listing + config.json), within the budget.
+    """Which backends each waiting model's files suit (object listing + config.json) with the base applications
+    of each backend's nets (``sources``, ``FlipStorage.base_app_sources``), within the budget.
 
     A model whose check failed is left out and its jobs wait: a passing S3 problem (``domain.retry``) is tried
-    again next time, a refusal is logged as an error for people to fix; neither retires a job."""
+    again next time, a refusal (of S3, or an unusable base application source) is logged as an error for people to
+    fix; neither retires a job."""
     store = storage.bundle_store()
     deadline = time.monotonic() + budget_seconds
     checks: dict[uuid.UUID, ModelCheck] = {}
@@ -30,10 +35,11 @@ def check_models(storage: "FlipStorage", model_ids: list[uuid.UUID], log: "dg.Da
             log.warning(f"checked {len(checks)} of {len(model_ids)} waiting models within the time budget")
             break
         try:
-            checks[model_id] = store.check(str(model_id))
+            checks[model_id] = store.check(str(model_id), sources=sources)
         except Exception as exc:  # the jobs wait either way; only people can fix a refusal
             if is_transient(exc):
                 log.warning(f"could not check model {model_id} this time, trying again later: {exc}")
             else:
-                log.error(f"S3 refused to list model {model_id}'s files, its jobs wait until that is fixed: {exc}")
+                log.error(f"could not check model {model_id} (its files or a base application source), its jobs "
+                          f"wait until that is fixed: {exc}")
     return checks

@@ -1,9 +1,12 @@
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from flip_pipelines.domain.uploaded_results import (
     StoredObject,
     finished_without_pushed_status,
+    flip_components_warning,
+    missing_flip_components,
     no_pushed_status_nor_result,
     uploaded_result,
 )
@@ -38,3 +41,41 @@ def test_the_reasons_read_as_sentences() -> None:
         f"s3://results/{MODEL}/")
     assert finished_without_pushed_status("s3://results/k.zip", 1.5) == (
         "Training finished; results at s3://results/k.zip (its FL server pushed no final status within 1.5 s)")
+
+
+def _server_config(*classes: str, handler_args: dict | None = None) -> bytes:
+    components = [{"id": "persistor", "path": "flip_persistor.FlipModelPersistor", "args": {}}]
+    for name in classes:
+        if name == "ServerEventHandler":
+            components.append({"id": "flip_server_event_handler", "path": "flip.nvflare.components.ServerEventHandler",
+                               "args": handler_args or {"model_id": "{model_id}"}})
+        else:  # FLIP's older templates name the module too
+            components.append({"id": "persist_and_cleanup", "name": name, "args": {}})
+    return json.dumps({"format_version": 2, "components": components}).encode()
+
+
+def test_a_job_hands_back_its_result_only_when_its_server_config_declares_flips_two_components() -> None:
+    """FLIP's FL server uploads and pushes through job components: ``ServerEventHandler``, which calls the
+    ``PersistToS3AndCleanup`` its ``persist_and_cleanup_id`` names. What a server config lacks of them is named."""
+    both = _server_config("ServerEventHandler", "PersistToS3AndCleanup")
+    assert missing_flip_components({"app/config/config_fed_server.json": both}) == ()
+    assert missing_flip_components({"app/config/config_fed_server.json": _server_config()}) == (
+        "ServerEventHandler", "PersistToS3AndCleanup")
+    assert missing_flip_components({"app/config/config_fed_server.json": _server_config("ServerEventHandler")}) == (
+        "PersistToS3AndCleanup",)
+    assert missing_flip_components({"app/config/config_fed_server.json": _server_config(
+        "ServerEventHandler", "PersistToS3AndCleanup", handler_args={"persist_and_cleanup_id": "other"})}) == (
+        "PersistToS3AndCleanup",), "the handler calls the component its persist_and_cleanup_id names"
+    assert missing_flip_components({}) == ("ServerEventHandler", "PersistToS3AndCleanup"), "no server config"
+    assert missing_flip_components({"app/config/config_fed_server.json": b"{not json"}) == (
+        "ServerEventHandler", "PersistToS3AndCleanup")
+    warning = flip_components_warning("net-flip", "package", ("ServerEventHandler", "PersistToS3AndCleanup"))
+    assert warning == (
+        "the base application from package declares neither ServerEventHandler nor PersistToS3AndCleanup (FLIP's "
+        "flip package) in its server config: net net-flip's FL server, which hands results back through them, will "
+        "upload no result and push no status, and the training will end as an ERROR once "
+        "FLIP_PUSHED_STATUS_GRACE_SECONDS have passed after its FL job; point the net at FLIP's job templates "
+        "(FLIP_NET_OPTIONS base_app_source)")
+    assert flip_components_warning("n", "s3://b/p", ("PersistToS3AndCleanup",)).startswith(
+        "the base application from s3://b/p declares no PersistToS3AndCleanup (FLIP's flip package) in its server "
+        "config: net n's FL server")

@@ -13,10 +13,13 @@ job) and ``/list_jobs`` filters and orders as NVFlare lists (``limit``, ``id_pre
 name is its model id, as FLIP's ``configure_meta`` writes it —, ``reverse``; oldest submission first), answering
 FLIP's ``{job_id, status, status_details: null}``.
 
-With ``push_to`` set it also acts as FLIP's FL server does through the ``flip`` package (``flip_fl_server``): it
-pushes RUNNING when a job is submitted and, once the job is listed FINISHED, each client's metric from the run's
-folder, the run zipped into ``results`` (FLIP's UPLOADED_FEDERATED_DATA_BUCKET) and RESULTS_UPLOADED to the hub API,
-with ``X-Internal-Service-Key`` — either of the last two left out by ``upload_results`` / ``push_final_status``.
+It also acts as FLIP's FL server does through the ``flip`` package's components (``flip_fl_server``), for a job
+whose ``config_fed_server.json`` declares them, as FLIP's job templates do: ``ServerEventHandler`` pushes RUNNING
+when the job is submitted and, once it is listed FINISHED, each client's metric from the run's folder and the final
+status to the hub API at ``push_to`` (with ``X-Internal-Service-Key``); ``PersistToS3AndCleanup`` first zips the run
+into ``results`` (FLIP's UPLOADED_FEDERATED_DATA_BUCKET) — either of the last two left out by ``upload_results`` /
+``push_final_status``. A job declaring neither gets no upload and no push. In front of NVFlare, which cannot import
+the ``flip`` package, those two declarations are removed from the job folder before it is submitted.
 """
 
 import shutil
@@ -38,7 +41,12 @@ from pydantic import BaseModel
 
 from flip_pipelines.local.nvflare import LocalNVFlare
 from flip_pipelines.local.processes import free_port, wait_until
-from flip_pipelines_tests.flip_hub.flip_fl_server import FlipFLServerPushes, write_scripted_run
+from flip_pipelines_tests.flip_hub.flip_fl_server import (
+    FlipComponents,
+    FlipFLServerPushes,
+    remove_flip_components,
+    write_scripted_run,
+)
 from flip_pipelines_tests.flip_hub.flip_job_folder import configure_job_folder
 
 T = TypeVar("T")
@@ -86,20 +94,19 @@ class FlipFLApi:
     push_to: str | None = None  # the hub API's base URL
     push_key: str = ""
     job_models: dict[str, str] = field(default_factory=dict)  # job id -> model id
+    job_components: dict[str, FlipComponents] = field(default_factory=dict)  # job id -> flip components declared
     upload_dir: Path | None = None  # FLIP's session upload dir (a temporary one when unset)
     nvflare: LocalNVFlare | None = None
     results: tuple[Any, str] | None = None  # (S3 client, bucket) the FL server uploads results to
     upload_results: bool = True
     push_final_status: bool = True
     uploaded: list[str] = field(default_factory=list)  # result keys the FL server uploaded
+    pushed: list[str] = field(default_factory=list)  # "<METHOD> <path>" of every push the FL server sent
     ended: set[str] = field(default_factory=set)  # NVFlare jobs whose end the FL server has handled
-
-    def _push(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
-        self._fl_server().push(method, path, body)
 
     def _fl_server(self) -> FlipFLServerPushes:
         return FlipFLServerPushes(self.push_to, self.push_key, self.results, self.upload_results,
-                                  self.push_final_status)
+                                  self.push_final_status, self.pushed)
 
     def job_folder(self, model_id: str) -> Path:
         assert self.upload_dir is not None, "start() sets it"
@@ -114,7 +121,7 @@ class FlipFLApi:
         """The FL server's end of a run: its metrics, result and final status (``flip_fl_server``)."""
         if run_folder is None:
             run_folder = write_scripted_run(self.result_folder(job_id) / "workspace", [c["name"] for c in self.clients])
-        key = self._fl_server().run_ended(self.job_models[job_id], run_folder)
+        key = self._fl_server().run_ended(self.job_models[job_id], run_folder, self.job_components[job_id])
         if key:
             self.uploaded.append(key)
 
@@ -179,8 +186,7 @@ class FlipFLApi:
                 raise FileNotFoundError(f"job folder {job_folder} not found")
             job_id = str(uuid.uuid4())
             self.jobs[job_id] = 0
-            self.job_models[job_id] = job_folder
-            self._push("PUT", f"/model/{job_folder}/status/RUNNING")
+            self._started(job_id, job_folder, FlipComponents.declared_in(self.job_folder(job_folder)))
             return job_id
 
         @app.get("/list_jobs")
@@ -230,10 +236,16 @@ class FlipFLApi:
             except api_spec.JobNotFound as exc:
                 raise FileNotFoundError(f"Job not found: {exc}") from None
 
+    def _started(self, job_id: str, model_id: str, components: FlipComponents) -> None:
+        self.job_models[job_id], self.job_components[job_id] = model_id, components
+        self._fl_server().run_started(model_id, components)
+
     def _submit_to_nvflare(self, job_folder: str) -> str:
-        job_id = str(self._on_nvflare(lambda session: session.submit_job(str(self.job_folder(job_folder)))))
-        self.job_models[job_id] = job_folder
-        self._push("PUT", f"/model/{job_folder}/status/RUNNING")
+        folder = self.job_folder(job_folder)
+        components = FlipComponents.declared_in(folder)
+        remove_flip_components(folder)
+        job_id = str(self._on_nvflare(lambda session: session.submit_job(str(folder))))
+        self._started(job_id, job_folder, components)
         return job_id
 
     def _nvflare_jobs(self, **filters: Any) -> list[dict[str, Any]]:

@@ -1,11 +1,15 @@
 """FLIP's FL server as the hub meets it: the ``flip`` package's components in the NVFlare server job.
 
-As rounds end the clients' metrics are pushed (``POST /model/{id}/metrics``). When the run ends,
-``PersistToS3AndCleanup`` zips the run folder without ``app_server/`` and uploads it to
+They are job components, so a job does what its own ``config_fed_server.json`` declares. ``ServerEventHandler``
+pushes the model's statuses (``PUT /model/{id}/status/...``) and, at the end of the run, calls the component its
+``persist_and_cleanup_id`` names (default ``persist_and_cleanup``), which must be a ``PersistToS3AndCleanup``: that
+zips the run folder without ``app_server/`` and uploads it to
 ``<UPLOADED_FEDERATED_DATA_BUCKET>/<model_id>/<YYYYmmdd_HHMMSS>.zip`` (named by the FL server's local clock,
-``FLIPStandardProd.upload_results_to_s3``); then ``ServerEventHandler`` pushes the final status
-(``PUT /model/{id}/status/RESULTS_UPLOADED``). Every push carries ``X-Internal-Service-Key`` and is best effort
-(FLIP logs a failed one and carries on), so a hub can miss the final status.
+``FLIPStandardProd.upload_results_to_s3``); then the handler pushes RESULTS_UPLOADED — or ERROR when that component
+is missing. A job declaring no ``ServerEventHandler`` uploads and pushes nothing. Every push carries
+``X-Internal-Service-Key`` and is best effort (FLIP logs a failed one and carries on), so a hub can miss the final
+status. The clients' metrics (``POST /model/{id}/metrics``), which FLIP relays through its own workflow
+controllers, are pushed here for the jobs that declare the handler, as the stand-in for that relay.
 """
 
 import io
@@ -23,6 +27,47 @@ import numpy as np
 from flip_pipelines.fl_api.metrics import METRICS_FILE, parse_round_metrics
 
 NVFLARE_FIRST_ROUND = 0
+SERVER_EVENT_HANDLER, PERSIST_TO_S3 = "ServerEventHandler", "PersistToS3AndCleanup"
+DEFAULT_PERSIST_ID = "persist_and_cleanup"  # ServerEventHandler's persist_and_cleanup_id
+
+
+def _class_name(component: dict[str, Any]) -> str:
+    """A component's class as NVFlare names it: the last part of ``path``, else ``name``."""
+    return str(component.get("path") or component.get("name") or "").rsplit(".", 1)[-1]
+
+
+def _server_configs(job_dir: Path) -> list[Path]:
+    return sorted(job_dir.glob("app*/config/config_fed_server.json"))
+
+
+@dataclass(frozen=True)
+class FlipComponents:
+    """What a job's server config declares of the ``flip`` package: the status pusher, and the uploader it calls."""
+
+    event_handler: bool = False
+    persist: bool = False
+
+    @classmethod
+    def declared_in(cls, job_dir: Path) -> "FlipComponents":
+        """Read from the job folder's server app (a job folder that is not there declares nothing)."""
+        for path in _server_configs(job_dir):
+            components = json.loads(path.read_text()).get("components", [])
+            handlers = [c for c in components if _class_name(c) == SERVER_EVENT_HANDLER]
+            if handlers:
+                persist_id = handlers[0].get("args", {}).get("persist_and_cleanup_id", DEFAULT_PERSIST_ID)
+                return cls(True, any(c.get("id") == persist_id and _class_name(c) == PERSIST_TO_S3
+                                     for c in components))
+        return cls()
+
+
+def remove_flip_components(job_dir: Path) -> None:
+    """Drop the ``flip`` package's two components from the job's server configs, for an NVFlare that cannot import
+    that package (its part is played by ``FlipFLServerPushes``)."""
+    for path in _server_configs(job_dir):
+        config = json.loads(path.read_text())
+        config["components"] = [c for c in config.get("components", [])
+                                if _class_name(c) not in (SERVER_EVENT_HANDLER, PERSIST_TO_S3)]
+        path.write_text(json.dumps(config, indent=4))
 
 
 def result_key(model_id: str, now: datetime | None = None) -> str:
@@ -72,21 +117,30 @@ class FlipFLServerPushes:
     results: tuple[Any, str] | None
     upload_results: bool
     push_final_status: bool
+    pushed: list[str]  # "<METHOD> <path>" of every push sent
 
     def push(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
         if self.push_to:
+            self.pushed.append(f"{method} {path}")
             httpx.request(method, f"{self.push_to}{path}", json=body, timeout=10,
                           headers={"X-Internal-Service-Key": self.push_key}).raise_for_status()
 
-    def run_ended(self, model_id: str, run_folder: Path) -> str | None:
-        """Metrics, result upload, final status, in FLIP's order; the key uploaded, if any."""
+    def run_started(self, model_id: str, components: FlipComponents) -> None:
+        if components.event_handler:
+            self.push("PUT", f"/model/{model_id}/status/RUNNING")
+
+    def run_ended(self, model_id: str, run_folder: Path, components: FlipComponents) -> str | None:
+        """Metrics, result upload, final status, in FLIP's order, as far as the job's ``components`` go; the key
+        uploaded, if any."""
+        if not components.event_handler:
+            return None
         for body in metric_bodies(run_folder):
             self.push("POST", f"/model/{model_id}/metrics", body)
         key = None
-        if self.upload_results and self.results is not None:
+        if components.persist and self.upload_results and self.results is not None:
             client, bucket = self.results
             key = result_key(model_id)
             client.put_object(Bucket=bucket, Key=key, Body=zipped_run_folder(run_folder))
         if self.push_final_status:
-            self.push("PUT", f"/model/{model_id}/status/RESULTS_UPLOADED")
+            self.push("PUT", f"/model/{model_id}/status/{'RESULTS_UPLOADED' if components.persist else 'ERROR'}")
         return key

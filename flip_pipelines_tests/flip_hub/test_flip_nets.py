@@ -9,6 +9,7 @@ import re
 import uuid
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +20,7 @@ from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.bundle import NvflareLayout
 from flip_pipelines.domain.enums import FLBackend, FLJobStatus
 from flip_pipelines.domain.errors import InvalidInputError
-from flip_pipelines.domain.net_options import FLIP_FL_API, NetOptions, parse_net_options
+from flip_pipelines.domain.net_options import FLIP_FL_API, NetOptions, base_app_sources, parse_net_options
 from flip_pipelines.fl_api.client import FLApiClient, FLApiContractError, FLApiNotFoundError, FLApiRequestError
 from flip_pipelines.fl_api.schemas import UploadAppRequest
 from flip_pipelines.local.nvflare import LocalNVFlare
@@ -32,6 +33,7 @@ from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
 from flip_pipelines_tests.flip_hub.hub import FlipHub
 from flip_pipelines_tests.flip_hub.training import (
     add_flip_net,
+    flip_net_options,
     global_model_events,
     queue_demo_model,
     train_on_the_net_claimed,
@@ -63,6 +65,33 @@ def test_net_options_name_flips_fl_api_or_this_projects_and_refuse_what_they_can
                          ('{"a": {"submit_token": 0}}', "submit_token must be true or false")]:
         with pytest.raises(InvalidInputError, match=message):
             parse_net_options(bad)
+
+
+def test_a_net_names_its_own_base_application_source_and_a_bad_one_is_refused_in_one_line() -> None:
+    """A net's ``base_app_source`` (FLIP's ``FL_APP_BASE_DIR`` is a local folder; a bucket prefix works as
+    FLIP_BASE_APP_SOURCE does), on a preset or on its own; nets that name none bundle from the global source."""
+    options = parse_net_options(json.dumps({
+        "a": {"preset": "flip", "base_app_source": "s3://fl-apps/flip/"}, "b": {"base_app_source": "/srv/fl-apps"},
+        "c": {"preset": "flip", "bearer_token": True}, "d": {"base_app_source": "package"}}))
+    assert options == {"a": replace(FLIP_FL_API, base_app_source="s3://fl-apps/flip"),
+                       "b": NetOptions(base_app_source="/srv/fl-apps"), "c": replace(FLIP_FL_API, bearer_token=True),
+                       "d": NetOptions(base_app_source="package")}
+    assert FLIP_FL_API.base_app_source is None and NetOptions().base_app_source is None
+    nets = {"a": FLBackend.NVFLARE, "b": FLBackend.NVFLARE, "c": FLBackend.NVFLARE, "f": FLBackend.FLOWER}
+    assert base_app_sources(nets, options, "s3://hub/apps") == {
+        FLBackend.NVFLARE: ("s3://hub/apps", "/srv/fl-apps", "s3://fl-apps/flip"), FLBackend.FLOWER: ("s3://hub/apps",)}
+    assert base_app_sources({}, options, "package") == {FLBackend.NVFLARE: ("package",), FLBackend.FLOWER: ("package",)}
+    for bad, message in [
+        ({"base_app_source": "fl-apps"}, "base_app_source must be package, s3://bucket/prefix or an absolute "
+                                         "folder path, not 'fl-apps'"),
+        ({"base_app_source": "s3:///prefix"}, "base_app_source 's3:///prefix' names no bucket"),
+        ({"base_app_source": ["s3://a"]}, "base_app_source must be a string"),
+        ({"preset": "fl1p"}, "unknown preset 'fl1p'"), ({"preset": {"x": 1}}, "unknown preset"),
+    ]:
+        with pytest.raises(InvalidInputError) as refused:
+            parse_net_options(json.dumps({"net-1": bad}))
+        assert str(refused.value).startswith(f"FLIP_NET_OPTIONS: net 'net-1': {message}"), str(refused.value)
+        assert "\n" not in str(refused.value)
 
 
 def test_client_reads_flips_answers_and_sends_no_token_where_none_is_due(
@@ -173,27 +202,51 @@ def _result_zip(s3: LocalS3, bucket: str, key: str) -> zipfile.ZipFile:
 
 @pytest.mark.slow
 @pytest.mark.fl
-def test_a_training_on_a_flip_net_runs_the_models_rounds_and_its_result_is_found_in_the_results_bucket(
+def test_a_flip_nets_fl_server_hands_back_only_jobs_bundled_with_flips_job_templates(
         flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, nvflare_deployment: LocalNVFlare,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """GLOBAL_ROUNDS=2 through FLIP's NVFlare FL API in front of the real NVFlare: the server's own result holds two
-    rounds from each site; FLIP's FL server zipped it into the results bucket as ``<model_id>/<time>.zip`` and pushed
-    RESULTS_UPLOADED; the global model points at that object, and its check loads the weights from it."""
+        flip_job_templates: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLIP's NVFlare FL API in front of the real NVFlare. Bundled with this project's base application, whose
+    server config declares none of the ``flip`` package's components, the job runs, but FLIP's FL server uploads
+    nothing and pushes nothing: the bundle op warns, and the training ends as the plain ERROR after the grace.
+    Bundled with the net's own ``base_app_source`` (FLIP's job templates), GLOBAL_ROUNDS=2 runs two rounds per site
+    (read from the FL server's own result), which FLIP's FL server zipped into the results bucket as
+    ``<model_id>/<time>.zip`` before pushing RESULTS_UPLOADED; the global model points at that object, and its
+    check loads the weights from it."""
     monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
-    storage, model_id, job_id = queue_demo_model(flip_hub, s3_server, "two-rounds", rounds=2)
+    monkeypatch.setenv("FLIP_PUSHED_STATUS_GRACE_SECONDS", "1")
+    storage, plain_model, plain_job = queue_demo_model(flip_hub, s3_server, "this-projects-template")
     fake = FlipFLApi(push_to=hub_api, push_key=KEY, nvflare=nvflare_deployment,
                      results=(s3_server.client(), storage.results_bucket)).start()
     try:
         add_flip_net(flip_hub, fake.base_url)
-        result = train_on_the_net_claimed(flip_hub, storage)
+        plain_log: list[str] = []
+        plain = train_on_the_net_claimed(flip_hub, storage, log=plain_log)
+        plain_backend_job = flip_hub.job(plain_job)["fl_backend_job_id"]
+        assert (fake.uploaded, fake.pushed) == ([], []), "no component of FLIP's declared: nothing came back"
+
+        monkeypatch.setenv("FLIP_NET_OPTIONS", flip_net_options(flip_job_templates))
+        _, model_id, job_id = queue_demo_model(flip_hub, s3_server, "two-rounds", rounds=2, storage=storage)
+        run_log: list[str] = []
+        result = train_on_the_net_claimed(flip_hub, storage, log=run_log)
         backend_job_id = flip_hub.job(job_id)["fl_backend_job_id"]
         downloaded = httpx.get(f"{fake.base_url}/download_job/{backend_job_id}", timeout=30)
     finally:
         fake.stop()
+    reason = (f"FL job {plain_backend_job} finished but its FL server pushed no final status within 1 s and no "
+              f"result is in s3://{storage.results_bucket}/{plain_model}/")
+    assert not plain.success and flip_hub.model_status(plain_model) == "ERROR"
+    assert [row["log"] for row in flip_hub.logs(plain_model) if (row["details"] or {}).get("outcome")] == [reason]
+    assert any(line.startswith("bundle WARNING ") and "declares neither ServerEventHandler nor "
+               "PersistToS3AndCleanup" in line for line in plain_log), "the bundle op said nothing would come back"
+
     assert result.success, result.get_run_failure_event()
+    assert not any("ServerEventHandler" in line for line in run_log)
+    assert any(line.startswith(f"bundle INFO bundling from {flip_job_templates}") for line in run_log), run_log
     assert downloaded.headers["content-type"] == "application/json" and "/" in downloaded.json(), "a path, not a zip"
     [key] = fake.uploaded
     assert RESULT_KEY.match(key) and RESULT_KEY.match(key)["model_id"] == str(model_id)  # type: ignore[index]
+    assert fake.pushed[0] == f"PUT /model/{model_id}/status/RUNNING"
+    assert fake.pushed[-1] == f"PUT /model/{model_id}/status/RESULTS_UPLOADED"
     with _result_zip(s3_server, storage.results_bucket, key) as archive:
         lines = archive.read("metrics/round_metrics.jsonl").decode().splitlines()
         assert "models/global_weights.npz" in archive.namelist() and not any(
@@ -217,10 +270,12 @@ def test_a_training_on_a_flip_net_runs_the_models_rounds_and_its_result_is_found
 
 @pytest.mark.parametrize("uploaded", [False, True], ids=["no-result", "result-in-bucket"])
 def test_a_flip_net_whose_fl_server_pushes_no_final_status_ends_on_what_is_in_the_results_bucket(
-        uploaded: bool, flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The FL job FINISHED, the FL server's final push never came: with its result in the results bucket the training
-    ends RESULTS_UPLOADED on that object; without one it ends ERROR with a plain reason, once, and frees the net."""
-    monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
+        uploaded: bool, flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, flip_job_templates: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FL job (bundled with FLIP's job templates) FINISHED, the FL server's final push never came: with its
+    result in the results bucket the training ends RESULTS_UPLOADED on that object; without one it ends ERROR with a
+    plain reason, once, and frees the net."""
+    monkeypatch.setenv("FLIP_NET_OPTIONS", flip_net_options(flip_job_templates))
     monkeypatch.setenv("FLIP_PUSHED_STATUS_GRACE_SECONDS", "1")
     storage, model_id, job_id = queue_demo_model(flip_hub, s3_server, f"unpushed-{uploaded}")
     fake = FlipFLApi(push_to=hub_api, push_key=KEY, results=(s3_server.client(), storage.results_bucket),

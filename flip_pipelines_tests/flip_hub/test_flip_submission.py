@@ -17,6 +17,7 @@ from flip_pipelines_tests.conftest import RunningFLApi
 from flip_pipelines_tests.fl_api.helpers import with_config
 from flip_pipelines_tests.flaky_proxy import FlakyProxy
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
+from flip_pipelines_tests.flip_hub.training import flip_net_options
 from flip_pipelines_tests.jobs.test_train_model import NVFLARE_FILES, _hub, _model, _resources, _run_config, train_model
 
 
@@ -39,12 +40,13 @@ def _server_jobs(nvflare_fl_api: RunningFLApi) -> set[str]:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_lost_submit_answer_on_a_flip_net_adopts_the_job_the_server_took(
         database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi, flip_nvflare_api: FlipFLApi,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        flip_job_templates: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real proxy forwards the submission to FLIP's FL API and answers 503: the op's retry finds the job in
     ``/list_jobs`` instead of submitting a second one; the NVFlare server runs exactly one job for the training
     and the hub records that job's id."""
-    monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
-    # this FL server uploads its result but pushes nothing: the results bucket ends the training after the grace
+    monkeypatch.setenv("FLIP_NET_OPTIONS", flip_net_options(flip_job_templates))
+    # this FL server uploads its result (FLIP's job templates declare the component that does) but pushes nothing,
+    # having no hub API to push to: the results bucket ends the training after the grace
     monkeypatch.setenv("FLIP_PUSHED_STATUS_GRACE_SECONDS", "1")
     before = _server_jobs(nvflare_fl_api)
     proxy = FlakyProxy(flip_nvflare_api.base_url, "/submit_job/", failures=1, forward_first=True)

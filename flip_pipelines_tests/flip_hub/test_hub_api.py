@@ -26,7 +26,7 @@ from flip_pipelines_tests.factories import fits
 from flip_pipelines_tests.flip_hub.conftest import KEY
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
 from flip_pipelines_tests.flip_hub.hub import FlipHub
-from flip_pipelines_tests.flip_hub.training import claimed_run_request, queue_demo_model
+from flip_pipelines_tests.flip_hub.training import claimed_run_request, flip_net_options, queue_demo_model
 from flip_pipelines_tests.jobs.test_train_model import train_model
 
 pytestmark = pytest.mark.postgres
@@ -159,16 +159,18 @@ def test_a_stopped_model_ignores_what_its_fl_server_still_reports(flip_hub: Flip
 
 @pytest.mark.slow
 def test_a_training_on_a_flip_net_ends_through_what_its_fl_server_pushes(
-        flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None:
-    """train_model on a FLIP hub database and a FLIP-style NVFlare FL API (``FLIP_NET_OPTIONS`` "flip"): no token
-    sent, the single-app bundle accepted, client statuses without ``online`` read, UNKNOWN then RUNNING followed;
-    the FL side pushes RUNNING, the clients' metrics and RESULTS_UPLOADED to the hub API, and the run ends on that."""
+        flip_hub: FlipHub, hub_api: str, s3_server: LocalS3, flip_job_templates: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_model on a FLIP hub database and a FLIP-style NVFlare FL API (``FLIP_NET_OPTIONS`` "flip", bundling
+    from FLIP's job templates): no token sent, the single-app bundle accepted, client statuses without ``online``
+    read, UNKNOWN then RUNNING followed; the FL side pushes RUNNING, the clients' metrics and RESULTS_UPLOADED to the
+    hub API, and the run ends on that."""
     fake = FlipFLApi(push_to=hub_api, push_key=KEY).start()
     try:
         flip_hub.execute("INSERT INTO fl_nets VALUES (:i, 'net-flip', :e, 'NVFLARE')", i=(net := uuid.uuid4()),
                          e=fake.base_url)
         flip_hub.execute("INSERT INTO fl_scheduler VALUES (:i, :n, 'AVAILABLE', NULL)", i=uuid.uuid4(), n=net)
-        monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-flip": "flip"}')
+        monkeypatch.setenv("FLIP_NET_OPTIONS", flip_net_options(flip_job_templates))
         storage, model_id, job_id = queue_demo_model(flip_hub, s3_server, "on-a-flip-net")
         with dg.instance_for_test() as instance:
             request = claimed_run_request(flip_hub, storage, instance)

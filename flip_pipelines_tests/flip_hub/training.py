@@ -1,5 +1,7 @@
 """A FLIP-saved demo model queued and claimed as the hub does it, for the tests that train on a FLIP hub."""
 
+import json
+import logging
 import uuid
 
 import dagster as dg
@@ -18,10 +20,15 @@ from flip_pipelines_tests.flip_hub.hub import FlipHub
 from flip_pipelines_tests.jobs.test_train_model import _storage, train_model
 
 
-def queue_demo_model(hub: FlipHub, s3: LocalS3, name: str, rounds: int = 1) -> tuple[FlipStorage, uuid.UUID, uuid.UUID]:
-    """The NVFlare demo model (``rounds`` global rounds) saved as FLIP saves a model, its files on S3, queued on
-    every trust by the lifecycle call ``enqueue`` makes: (storage, model id, fl_job id)."""
-    storage, model_bucket = _storage(s3)
+def queue_demo_model(hub: FlipHub, s3: LocalS3, name: str, rounds: int = 1,
+                     storage: FlipStorage | None = None) -> tuple[FlipStorage, uuid.UUID, uuid.UUID]:
+    """The NVFlare demo model (``rounds`` global rounds) saved as FLIP saves a model, its files on S3 (``storage``'s
+    buckets, new ones when unset), queued on every trust by the lifecycle call ``enqueue`` makes: (storage, model
+    id, fl_job id)."""
+    if storage is None:
+        storage, model_bucket = _storage(s3)
+    else:
+        model_bucket = storage.model_bucket
     model_id = hub.save_model(name)
     client = s3.client()
     for rel, body in with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=rounds).items():
@@ -51,16 +58,27 @@ def add_flip_net(hub: FlipHub, endpoint: str, name: str = "net-flip") -> None:
     hub.execute("INSERT INTO fl_scheduler VALUES (:i, :n, 'AVAILABLE', NULL)", i=uuid.uuid4(), n=net)
 
 
-def train_on_the_net_claimed(hub: FlipHub, storage: FlipStorage, net: str = "net-flip") -> dg.ExecuteInProcessResult:
-    """The queue sensor's one run request, on ``net``, executed by train_model in process."""
+def flip_net_options(base_app_source: str, net: str = "net-flip") -> str:
+    """``FLIP_NET_OPTIONS`` naming ``net`` FLIP's FL API whose jobs are bundled from ``base_app_source``."""
+    return json.dumps({net: {"preset": "flip", "base_app_source": base_app_source}})
+
+
+def train_on_the_net_claimed(hub: FlipHub, storage: FlipStorage, net: str = "net-flip",
+                             log: list[str] | None = None) -> dg.ExecuteInProcessResult:
+    """The queue sensor's one run request, on ``net``, executed by train_model in process; ``log`` receives the
+    run log's lines as ``<step> <LEVEL> <message>``."""
     with dg.instance_for_test() as instance:
         request = claimed_run_request(hub, storage, instance)
         assert request.tags["flip/net"] == net
         resources = {"queue_db": QueueDatabase(url=hub.url), "storage": storage,
                      "fl_api": FLApiResource(token="hub-secret"), "io_manager": dg.mem_io_manager,
                      "heartbeat": RunHeartbeat()}
-        return train_model.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance,
-                                              resources=resources, raise_on_error=False)
+        result = train_model.execute_in_process(run_config=request.run_config, tags=request.tags,
+                                                instance=instance, resources=resources, raise_on_error=False)
+        if log is not None:
+            log += [f"{e.step_key} {logging.getLevelName(e.level)} {e.user_message}"
+                    for e in instance.all_logs(result.run_id) if not e.is_dagster_event]
+        return result
 
 
 def global_model_events(result: dg.ExecuteInProcessResult) -> list[dg.AssetMaterialization]:

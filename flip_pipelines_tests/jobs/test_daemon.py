@@ -38,6 +38,7 @@ from flip_pipelines.resources.bundles import list_keys
 from flip_pipelines_tests.conftest import FL_API_TOKEN, RunningFLApi, hub_environment
 from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status, with_config
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
+from flip_pipelines_tests.flip_hub.training import flip_net_options
 from flip_pipelines_tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
@@ -91,7 +92,7 @@ def webhook() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_fl_api: RunningFLApi,
           flower_fl_api: RunningFLApi, postgres_server_url: str, postgres_template: str,
-          webhook: Receiver) -> Iterator[Stack]:
+          webhook: Receiver, flip_job_templates: str) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("daemon")
     url = create_database(postgres_server_url, f"daemon_{uuid.uuid4().hex[:8]}", template=postgres_template)
     env, buckets = hub_environment(work, url, s3_server, "daemon")
@@ -100,9 +101,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: LocalS3, nvflare_
         FLIP_MONITOR_STALE_SECONDS="10", FLIP_RECONCILE_INTERVAL_SECONDS="5", FLIP_MONITOR_POLL_SECONDS="1",
         FLIP_CLAIM_GRACE_SECONDS="20", **{CRASH_POINTS_ENV: str(work / "crash_points")},
         FLIP_ALERT_WEBHOOK_URL=webhook.url,
-        # the NVFlare net goes behind FLIP's FL API as "net-flip" for one drill; that FL server uploads its result
-        # but pushes nothing (no hub API here), so the results bucket decides after the grace
-        FLIP_NET_OPTIONS=json.dumps({FLIP_NET: "flip"}), FLIP_PUSHED_STATUS_GRACE_SECONDS="1",
+        # the NVFlare net goes behind FLIP's FL API as "net-flip" for one drill, its jobs bundled with FLIP's job
+        # templates; that FL server uploads its result but pushes nothing (no hub API here), so the results bucket
+        # decides after the grace
+        FLIP_NET_OPTIONS=flip_net_options(flip_job_templates, FLIP_NET), FLIP_PUSHED_STATUS_GRACE_SECONDS="1",
     )
     (work / "crash_points").touch()
     with new_session(engine := make_engine(url)) as session:

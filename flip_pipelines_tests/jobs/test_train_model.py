@@ -1,7 +1,9 @@
 """The train_model pipeline on real FL servers, S3 and queue databases; its sensors on real instances."""
 
+import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -25,6 +27,7 @@ from flip_pipelines.sensors.recovery import training_failure_sensor, training_re
 from flip_pipelines_tests.conftest import RunningFLApi
 from flip_pipelines_tests.factories import fits
 from flip_pipelines_tests.fl_api.helpers import with_config
+from flip_pipelines_tests.flip_hub.flip_job_templates import flip_shaped_templates, write_templates
 
 FL_SERVER_ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: daemon tests
 NVFLARE_FILES = demo_model_files("nvflare_logreg")
@@ -174,6 +177,39 @@ def test_queue_sensor_claims_a_net_each_model_suits_and_retires_what_suits_none(
                                                        FLLogs.success.is_(False))).one()
         assert reason.startswith("Training could not start: ")
         assert "validator.py" in reason and "client_app.py" in reason
+
+
+@FL_SERVER_ON_SQLITE
+def test_the_queue_waits_while_a_nets_base_application_source_is_unusable(
+    database_url: str, s3_server: LocalS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed FLIP_NET_OPTIONS skips the tick with its one line; a net whose own base application folder is
+    missing makes the check impossible, which refuses no model: the job stays QUEUED, nothing is claimed. Once the
+    folder is there, the job takes the net."""
+    hub = _hub(database_url, s3_server, {"net-a": ("http://127.0.0.1:1", FLBackend.NVFLARE)})
+    model_id = _model(hub, s3_server, NVFLARE_FILES)
+    with hub.session() as session:
+        job_id = lifecycle.enqueue_training(session, model_id, registry.get_trust_ids_by_names(
+            session, ["Trust_1", "Trust_2"]), fits()).id
+    resources = {"queue_db": QueueDatabase(url=hub.url), "storage": hub.storage}
+
+    def tick() -> dg.SensorResult:
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            return training_queue_sensor(context)
+
+    with dg.instance_for_test() as instance:
+        monkeypatch.setenv("FLIP_NET_OPTIONS", '{"net-a": {"base_app_source": "fl-apps"}}')
+        refused = tick()
+        assert refused.run_requests == [] and refused.skip_reason.skip_message == (
+            "FLIP_NET_OPTIONS: net 'net-a': base_app_source must be package, s3://bucket/prefix or an absolute "
+            "folder path, not 'fl-apps'")
+        monkeypatch.setenv("FLIP_NET_OPTIONS", json.dumps({"net-a": {"base_app_source": str(tmp_path / "apps")}}))
+        assert tick().run_requests == []
+        with hub.session() as session:
+            assert session.get(FLJob, job_id).status == JobStatus.QUEUED, "not retired: the model is not at fault"
+        write_templates(tmp_path / "apps", flip_shaped_templates())
+        [request] = tick().run_requests
+        assert request.tags["flip/net"] == "net-a" and request.tags["flip/fl_job_id"] == str(job_id)
 
 
 @FL_SERVER_ON_SQLITE

@@ -4,6 +4,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,15 +15,19 @@ from flip_pipelines.domain.bundle import (
     InvalidModelConfigError,
     JobType,
     MissingRequiredFilesError,
+    NvflareLayout,
     ReservedFileError,
     UnknownJobTypeError,
     UnsafePathError,
 )
 from flip_pipelines.domain.enums import FLBackend
+from flip_pipelines.domain.uploaded_results import missing_flip_components
 from flip_pipelines.fl_api.base_apps import template_sources
 from flip_pipelines.local.processes import wait_until
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import BundleStore, delete_prefix, list_keys, sync_templates
+from flip_pipelines.resources.templates import TemplateSourceError
+from flip_pipelines_tests.flip_hub.flip_job_templates import flip_shaped_templates, write_templates
 
 NVFLARE_STANDARD = {
     "trainer.py": b"def train(weights, context):\n    return weights, 1, {}\n",
@@ -241,3 +246,68 @@ def test_bundle_from_synced_s3_templates(store: BundleStore, s3_server: LocalS3)
         assert read(store, store.bundle_bucket, f"{model_id}/{rel}") == body, rel
     meta = json.loads(read(store, store.bundle_bucket, f"{model_id}/meta.json"))
     assert "app_client" in meta["deploy_map"]
+
+
+def test_bundle_from_a_local_folder_in_flips_shape(store: BundleStore, tmp_path: Path) -> None:
+    """A net's base applications in a local folder laid out as FLIP's FL_APP_BASE_DIR (``nvflare/<job_type>/app/``,
+    ``nvflare/required_files.json``): bundled in the single-app layout, the template's own server config (here
+    declaring FLIP's components) and the model's files in ``app/custom/``; a README beside ``app/`` is left out."""
+    folder = write_templates(tmp_path / "fl-apps", {**flip_shaped_templates(), "nvflare/standard/README.md": b"#"})
+    local = BundleStore(store.client, model_bucket=store.model_bucket, bundle_bucket=store.bundle_bucket,
+                        base_app_source=str(folder))
+    model_id = str(uuid.uuid4())
+    upload(store, model_id, NVFLARE_STANDARD)
+    result = local.bundle(model_id, FLBackend.NVFLARE, NvflareLayout.APP)
+    assert "README.md" in result.plan.dropped and not any(k.endswith("meta.json") for k in result.keys)
+    configs = local.server_configs(result)
+    assert list(configs) == ["app/config/config_fed_server.json"]
+    assert configs["app/config/config_fed_server.json"] == (
+        folder / "nvflare/standard/app/config/config_fed_server.json").read_bytes()
+    assert read(store, store.bundle_bucket, f"{model_id}/app/custom/trainer.py") == NVFLARE_STANDARD["trainer.py"]
+    assert missing_flip_components(configs) == ()
+
+
+def test_a_local_template_folder_that_is_missing_or_holds_a_symlink_is_refused(store: BundleStore,
+                                                                              tmp_path: Path) -> None:
+    model_id = str(uuid.uuid4())
+    upload(store, model_id, NVFLARE_STANDARD)
+    missing = BundleStore(store.client, model_bucket=store.model_bucket, bundle_bucket=store.bundle_bucket,
+                          base_app_source=str(tmp_path / "nowhere"))
+    with pytest.raises(TemplateSourceError, match=f"the base application folder {tmp_path / 'nowhere'} does not "
+                                                  "exist"):
+        missing.bundle(model_id, FLBackend.NVFLARE)
+    with pytest.raises(TemplateSourceError, match="does not exist"):
+        missing.check(model_id), "a source that cannot be read refuses no model: the check cannot be made"
+    folder = write_templates(tmp_path / "fl-apps", flip_shaped_templates())
+    (tmp_path / "secret.txt").write_text("not for the bundle")
+    (folder / "nvflare/standard/app/custom/leak.txt").symlink_to(tmp_path / "secret.txt")
+    linked = BundleStore(store.client, model_bucket=store.model_bucket, bundle_bucket=store.bundle_bucket,
+                         base_app_source=str(folder))
+    with pytest.raises(TemplateSourceError, match="refusing symlinks in the base application folder .*: "
+                                                  "app/custom/leak.txt"):
+        linked.bundle(model_id, FLBackend.NVFLARE)
+    assert not list_keys(store.client, store.bundle_bucket, f"{model_id}/"), "nothing was written"
+
+
+def test_a_backend_suits_a_model_only_if_every_template_source_its_nets_use_takes_it(
+        store: BundleStore, tmp_path: Path) -> None:
+    """One NVFlare net bundles from the package, another from a folder holding only a standard template: a standard
+    model suits NVFlare, an evaluation model does not, and the problem names the folder."""
+    folder = write_templates(tmp_path / "fl-apps", {k: v for k, v in flip_shaped_templates().items()
+                                                    if "/evaluation/" not in k})
+    sources = {FLBackend.NVFLARE: ("package", str(folder)), FLBackend.FLOWER: ("package",)}
+    standard, evaluation = str(uuid.uuid4()), str(uuid.uuid4())
+    upload(store, standard, NVFLARE_STANDARD)
+    upload(store, evaluation, NVFLARE_EVALUATION)
+    assert store.check(standard, sources=sources).backends == {FLBackend.NVFLARE}
+    [fit] = store.check(evaluation, (FLBackend.NVFLARE,), sources=sources).fits
+    assert fit.problems == (f"no nvflare base application for job type 'evaluation' (base applications in "
+                            f"{folder})",)
+    assert store.check(evaluation, (FLBackend.NVFLARE,)).backends == {FLBackend.NVFLARE}, "the package alone"
+    bad = {**NVFLARE_STANDARD}
+    del bad["trainer.py"]
+    unfit = str(uuid.uuid4())
+    upload(store, unfit, bad)
+    [fit] = store.check(unfit, (FLBackend.NVFLARE,), sources=sources).fits
+    assert fit.problems == ("Missing required files for job type standard on nvflare: trainer.py",), \
+        "a problem every source shares is named once"
