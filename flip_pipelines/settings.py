@@ -17,9 +17,10 @@ LOCAL_STACK_PID_ENV = "FLIP_LOCAL_STACK_PID"
 def data_dir() -> Path:
     """The local data folder (embedded SQLite database, Dagster home, local S3 data).
 
-    ``FLIP_DATA_DIR`` overrides the default ``./.flip`` (relative to the working directory).
+    ``FLIP_DATA_DIR`` overrides the default ``./.flip`` (relative to the working directory); set empty, as the deploy
+    files leave unset settings, it is the default too rather than the working directory itself.
     """
-    return Path(os.environ.get(DATA_DIR_ENV, ".flip")).resolve()
+    return Path(_env(DATA_DIR_ENV, ".flip")).resolve()
 
 
 def local_stack_env_file() -> Path:

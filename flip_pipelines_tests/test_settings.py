@@ -40,6 +40,7 @@ SETTINGS_DEFAULTS = {
     "FLIP_PUSHED_STATUS_GRACE_SECONDS": (settings.pushed_status_grace_seconds, 300),
     "FLIP_ALERT_WEBHOOK_URL": (settings.alert_webhook_url, ""),
     "FLIP_DAGSTER_UI_URL": (settings.dagster_ui_url, ""),
+    "FLIP_DATA_DIR": (settings.data_dir, Path(".flip").resolve()),
 }
 
 
