@@ -30,7 +30,7 @@ from flip_pipelines_tests.flip_hub.conftest import TRUSTS, new_flip_database
 from flip_pipelines_tests.flip_hub.history import create_hub_database
 from flip_pipelines_tests.flip_hub.hub import OWNER, FlipHub
 from flip_pipelines_tests.flip_hub.training import claimed_run_request, queue_demo_model
-from flip_pipelines_tests.jobs.test_train_model import Hub, _resources, train_model
+from flip_pipelines_tests.jobs.in_process import Hub, run_resources, train_model
 
 pytestmark = pytest.mark.postgres
 EXE = str(Path(sys.executable).parent / "flip-pipelines")
@@ -221,7 +221,7 @@ def test_queue_sensor_and_a_real_training_on_a_flip_hub(postgres_server_url: str
         assert request.tags["flip/net"] == "net-nvflare" and request.run_key == f"fl_job:{job_id}"
         assert hub.slots() == {"net-nvflare": "BUSY"} and hub.net_by_model_id(model_id) == "net-nvflare"
         result = train_model.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance,
-                                                resources=_resources(Hub(hub.url, storage, storage.model_bucket),
+                                                resources=run_resources(Hub(hub.url, storage, storage.model_bucket),
                                                                      nvflare_fl_api), raise_on_error=False)
     assert result.success, result.get_run_failure_event()
     job = hub.job(job_id)

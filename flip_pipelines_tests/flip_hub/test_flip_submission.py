@@ -18,7 +18,14 @@ from flip_pipelines_tests.fl_api.helpers import with_config
 from flip_pipelines_tests.flaky_proxy import FlakyProxy
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
 from flip_pipelines_tests.flip_hub.training import flip_net_options
-from flip_pipelines_tests.jobs.test_train_model import NVFLARE_FILES, _hub, _model, _resources, _run_config, train_model
+from flip_pipelines_tests.jobs.in_process import (
+    NVFLARE_FILES,
+    make_hub,
+    run_config,
+    run_resources,
+    train_model,
+    upload_model,
+)
 
 
 @pytest.fixture
@@ -51,13 +58,13 @@ def test_a_lost_submit_answer_on_a_flip_net_adopts_the_job_the_server_took(
     before = _server_jobs(nvflare_fl_api)
     proxy = FlakyProxy(flip_nvflare_api.base_url, "/submit_job/", failures=1, forward_first=True)
     with proxy.running():
-        hub = _hub(database_url, s3_server, {"net-flip": (proxy.url, FLBackend.NVFLARE)})
+        hub = make_hub(database_url, s3_server, {"net-flip": (proxy.url, FLBackend.NVFLARE)})
         flip_nvflare_api.results = (s3_server.client(), hub.storage.results_bucket)
-        model_id = _model(hub, s3_server, with_config(NVFLARE_FILES, GLOBAL_ROUNDS=1))
+        model_id = upload_model(hub, s3_server, with_config(NVFLARE_FILES, GLOBAL_ROUNDS=1))
         with dg.instance_for_test() as instance:
             result = train_model.execute_in_process(
-                run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
-                resources=_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False)
+                run_config=run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+                resources=run_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False)
     assert result.success, result.get_run_failure_event()
     retries = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert proxy.failed == [f"/submit_job/{model_id}"] and retries == ["submit"]

@@ -27,7 +27,7 @@ from flip_pipelines_tests.flip_hub.conftest import KEY
 from flip_pipelines_tests.flip_hub.flip_fl_api import FlipFLApi
 from flip_pipelines_tests.flip_hub.hub import FlipHub
 from flip_pipelines_tests.flip_hub.training import claimed_run_request, flip_net_options, queue_demo_model
-from flip_pipelines_tests.jobs.test_train_model import train_model
+from flip_pipelines_tests.jobs.in_process import train_model
 
 pytestmark = pytest.mark.postgres
 

@@ -17,7 +17,7 @@ from flip_pipelines.resources.storage import FlipStorage
 from flip_pipelines.sensors.queue import training_queue_sensor
 from flip_pipelines_tests.fl_api.helpers import with_config
 from flip_pipelines_tests.flip_hub.hub import FlipHub
-from flip_pipelines_tests.jobs.test_train_model import _storage, train_model
+from flip_pipelines_tests.jobs.in_process import hub_storage, train_model
 
 
 def queue_demo_model(hub: FlipHub, s3: LocalS3, name: str, rounds: int = 1,
@@ -26,7 +26,7 @@ def queue_demo_model(hub: FlipHub, s3: LocalS3, name: str, rounds: int = 1,
     buckets, new ones when unset), queued on every trust by the lifecycle call ``enqueue`` makes: (storage, model
     id, fl_job id)."""
     if storage is None:
-        storage, model_bucket = _storage(s3)
+        storage, model_bucket = hub_storage(s3)
     else:
         model_bucket = storage.model_bucket
     model_id = hub.save_model(name)

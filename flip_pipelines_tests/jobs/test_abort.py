@@ -18,7 +18,7 @@ from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines_tests.conftest import RunningFLApi
 from flip_pipelines_tests.factories import fits
 from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status, with_config
-from flip_pipelines_tests.jobs.test_train_model import _hub
+from flip_pipelines_tests.jobs.in_process import make_hub
 
 abort_training = defs.resolve_job_def("abort_training")
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def _submitted_job(hub, s3: LocalS3, api: RunningFLApi, files: dict[str, bytes],
 def test_abort_training_stops_backend_job_and_frees_the_net(
     phase: str, database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
 ) -> None:
-    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    hub = make_hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
     files = with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=50, STEP_SLEEP_SECONDS=0.2)
     slots = ["site-1", "site-2"] if phase == "RUNNING" else ["site-1", "site-3"]  # site-3 never connects
     model_id, backend_job_id, queued_job = _submitted_job(hub, s3_server, nvflare_fl_api, files, slots)
@@ -73,7 +73,7 @@ def test_abort_training_stops_backend_job_and_frees_the_net(
 def test_abort_with_nothing_running_is_a_clear_no_op(
     database_url: str, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hub = _hub(database_url, s3_server, {"net-1": ("http://127.0.0.1:9", FLBackend.NVFLARE)})
+    hub = make_hub(database_url, s3_server, {"net-1": ("http://127.0.0.1:9", FLBackend.NVFLARE)})
     with hub.session() as session:
         model_id = registry.add_model(session, "idle", "proj").id
     monkeypatch.setenv("FLIP_DATABASE_URL", hub.url)

@@ -13,7 +13,7 @@ from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
 from flip_pipelines.resources.heartbeat import RunHeartbeat
 from flip_pipelines.sensors.queue import training_queue_sensor
-from flip_pipelines_tests.jobs.test_train_model import NVFLARE_FILES, _hub, _model, train_model
+from flip_pipelines_tests.jobs.in_process import NVFLARE_FILES, make_hub, train_model, upload_model
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # both databases: db/test_claims.py
@@ -21,8 +21,8 @@ def test_a_launch_behind_an_older_job_queues_in_its_place_and_the_run_says_why(
     database_url: str, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLIP_FL_API_TOKEN", "token-for-config-validation")
-    hub = _hub(database_url, s3_server, {"net-1": ("http://127.0.0.1:1", FLBackend.NVFLARE)})
-    older, launched = _model(hub, s3_server, NVFLARE_FILES), _model(hub, s3_server, NVFLARE_FILES)
+    hub = make_hub(database_url, s3_server, {"net-1": ("http://127.0.0.1:1", FLBackend.NVFLARE)})
+    older, launched = upload_model(hub, s3_server, NVFLARE_FILES), upload_model(hub, s3_server, NVFLARE_FILES)
     with hub.session() as session:
         trusts = registry.get_trust_ids_by_names(session, ["Trust_1", "Trust_2"])
         older_job = lifecycle.enqueue_training(session, older, trusts,

@@ -1,8 +1,6 @@
 """The train_model pipeline on real FL servers, S3 and queue databases; its sensors on real instances."""
 
 import json
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -10,16 +8,14 @@ import pytest
 from sqlmodel import select
 
 from flip_pipelines.db import claims, lifecycle, registry
-from flip_pipelines.db.engine import make_engine, new_session
 from flip_pipelines.db.models import FLJob, FLLogs, FLScheduler, Model
-from flip_pipelines.definitions import defs
 from flip_pipelines.demo_models import demo_model_files
 from flip_pipelines.domain.enums import FLBackend, JobStatus, ModelStatus, NetStatus
 from flip_pipelines.local.s3 import LocalS3
 from flip_pipelines.resources.bundles import list_keys
 from flip_pipelines.resources.database import QueueDatabase
 from flip_pipelines.resources.fl_api import FLApiResource
-from flip_pipelines.resources.heartbeat import HEARTBEAT_TAG, RunHeartbeat
+from flip_pipelines.resources.heartbeat import HEARTBEAT_TAG
 from flip_pipelines.resources.s3 import FlipS3Resource
 from flip_pipelines.resources.storage import FlipStorage
 from flip_pipelines.sensors.queue import training_queue_sensor
@@ -28,64 +24,17 @@ from flip_pipelines_tests.conftest import RunningFLApi
 from flip_pipelines_tests.factories import fits
 from flip_pipelines_tests.fl_api.helpers import with_config
 from flip_pipelines_tests.flip_hub.flip_job_templates import flip_shaped_templates, write_templates
+from flip_pipelines_tests.jobs.in_process import (
+    FLOWER_FILES,
+    NVFLARE_FILES,
+    make_hub,
+    run_config,
+    run_resources,
+    train_model,
+    upload_model,
+)
 
 FL_SERVER_ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: daemon tests
-NVFLARE_FILES = demo_model_files("nvflare_logreg")
-FLOWER_FILES = demo_model_files("flower_logreg")
-
-train_model = defs.resolve_job_def("train_model")
-
-
-@dataclass
-class Hub:
-    url: str
-    storage: FlipStorage
-    model_bucket: str
-
-    def session(self):  # type: ignore[no-untyped-def]
-        return new_session(make_engine(self.url))
-
-
-def _storage(s3: LocalS3) -> tuple[FlipStorage, str]:
-    client = s3.client()
-    buckets = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in ("models", "bundles", "results")}
-    for bucket in buckets.values():
-        client.create_bucket(Bucket=bucket)
-    return FlipStorage(s3=s3.resource(), model_bucket=buckets["models"], bundle_bucket=buckets["bundles"],
-                       results_bucket=buckets["results"]), buckets["models"]
-
-
-def _hub(url: str, s3: LocalS3, nets: dict[str, tuple[str, FLBackend]]) -> Hub:
-    storage, model_bucket = _storage(s3)
-    hub = Hub(url=url, storage=storage, model_bucket=model_bucket)
-    with hub.session() as session:
-        registry.add_project(session, "proj", "SELECT * FROM cohort")
-        for i in (1, 2):
-            registry.add_trust(session, f"Trust_{i}", f"site-{i}")
-        for name, (endpoint, backend) in nets.items():
-            registry.add_net(session, name, endpoint, backend)
-    return hub
-
-
-def _model(hub: Hub, s3: LocalS3, files: dict[str, bytes]) -> uuid.UUID:
-    with hub.session() as session:
-        model_id = registry.add_model(session, f"m-{uuid.uuid4().hex[:6]}", "proj").id
-    client = s3.client()
-    for rel, body in files.items():
-        client.put_object(Bucket=hub.model_bucket, Key=f"{model_id}/{rel}", Body=body)
-    return model_id
-
-
-def _resources(hub: Hub, api: RunningFLApi) -> dict[str, object]:
-    return {"queue_db": QueueDatabase(url=hub.url), "fl_api": FLApiResource(token=api.token),
-            "storage": hub.storage, "io_manager": dg.mem_io_manager, "heartbeat": RunHeartbeat()}
-
-
-def _run_config(model_id: uuid.UUID, **resolve: object) -> dict[str, object]:
-    return {"ops": {"resolve_backend": {"config": {"model_id": str(model_id), **resolve}},
-                    "monitor": {"config": {"poll_interval_seconds": 1.0, "deadline_seconds": 300.0}}}}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: the daemon tests train on it
 @pytest.mark.parametrize(("backend", "launch"), [(FLBackend.FLOWER, "model id of a queued model")])
@@ -95,9 +44,9 @@ def test_launchpad_run_trains_to_completion(
     """With only a model id the run claims the model's queued job (here no sensor competes for it, as none runs);
     with trusts it queues and claims in one step (through the daemon on NVFlare: test_daemon.py)."""
     api: RunningFLApi = request.getfixturevalue(f"{backend.value}_fl_api")
-    hub = _hub(database_url, s3_server, {"net-1": (api.base_url, backend)})
+    hub = make_hub(database_url, s3_server, {"net-1": (api.base_url, backend)})
     demo = "nvflare_logreg" if backend == FLBackend.NVFLARE else "flower_logreg"
-    model_id = _model(hub, s3_server, with_config(demo_model_files(demo), GLOBAL_ROUNDS=1))
+    model_id = upload_model(hub, s3_server, with_config(demo_model_files(demo), GLOBAL_ROUNDS=1))
     resolve: dict[str, object] = {"trusts": ["Trust_1", "Trust_2"]}
     if launch == "model id of a queued model":
         with hub.session() as session:
@@ -106,8 +55,8 @@ def test_launchpad_run_trains_to_completion(
         resolve = {}
     with dg.instance_for_test() as instance:
         result = train_model.execute_in_process(
-            run_config=_run_config(model_id, **resolve),
-            resources=_resources(hub, api), instance=instance, raise_on_error=False,
+            run_config=run_config(model_id, **resolve),
+            resources=run_resources(hub, api), instance=instance, raise_on_error=False,
         )
         assert result.success, result.get_run_failure_event()
         tags = instance.get_run_by_id(result.run_id).tags
@@ -143,10 +92,10 @@ def test_queue_sensor_claims_a_net_each_model_suits_and_retires_what_suits_none(
     """Both nets free: the oldest NVFlare-only job takes net-a, a younger Flower-only job is not blocked by the
     second NVFlare job waiting, and a job whose files no longer suit any net is retired with the reasons."""
     monkeypatch.setenv("FLIP_FL_API_TOKEN", "token-for-config-validation")
-    hub = _hub(database_url, s3_server, {"net-a": ("http://127.0.0.1:1", FLBackend.NVFLARE),
+    hub = make_hub(database_url, s3_server, {"net-a": ("http://127.0.0.1:1", FLBackend.NVFLARE),
                                           "net-b": ("http://127.0.0.1:2", FLBackend.FLOWER)})
     files = [NVFLARE_FILES, {"models.py": b""}, NVFLARE_FILES, FLOWER_FILES]  # the second lost files after enqueue
-    models = [_model(hub, s3_server, f) for f in files]
+    models = [upload_model(hub, s3_server, f) for f in files]
     with hub.session() as session:
         trusts = registry.get_trust_ids_by_names(session, ["Trust_1", "Trust_2"])
         jobs = [lifecycle.enqueue_training(session, m, trusts, fits()).id for m in models]
@@ -186,8 +135,8 @@ def test_the_queue_waits_while_a_nets_base_application_source_is_unusable(
     """A malformed FLIP_NET_OPTIONS skips the tick with its one line; a net whose own base application folder is
     missing makes the check impossible, which refuses no model: the job stays QUEUED, nothing is claimed. Once the
     folder is there, the job takes the net."""
-    hub = _hub(database_url, s3_server, {"net-a": ("http://127.0.0.1:1", FLBackend.NVFLARE)})
-    model_id = _model(hub, s3_server, NVFLARE_FILES)
+    hub = make_hub(database_url, s3_server, {"net-a": ("http://127.0.0.1:1", FLBackend.NVFLARE)})
+    model_id = upload_model(hub, s3_server, NVFLARE_FILES)
     with hub.session() as session:
         job_id = lifecycle.enqueue_training(session, model_id, registry.get_trust_ids_by_names(
             session, ["Trust_1", "Trust_2"]), fits()).id
@@ -216,12 +165,12 @@ def test_the_queue_waits_while_a_nets_base_application_source_is_unusable(
 def test_a_model_missing_a_required_file_is_refused_before_anything_is_written(
     database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
 ) -> None:
-    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
-    model_id = _model(hub, s3_server, {k: v for k, v in NVFLARE_FILES.items() if k != "validator.py"})
+    hub = make_hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    model_id = upload_model(hub, s3_server, {k: v for k, v in NVFLARE_FILES.items() if k != "validator.py"})
     with dg.instance_for_test() as instance:
         result = train_model.execute_in_process(
-            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
-            resources=_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
+            run_config=run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+            resources=run_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
         )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
@@ -237,15 +186,15 @@ def test_a_model_missing_a_required_file_is_refused_before_anything_is_written(
 def test_launch_without_a_free_net_fails_clearly_and_writes_nothing(
     database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
 ) -> None:
-    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
-    busy = _model(hub, s3_server, {})
+    hub = make_hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    busy = upload_model(hub, s3_server, {})
     with hub.session() as session:
         claims.enqueue_and_claim(session, busy, registry.get_trust_ids_by_names(session, ["Trust_1"]),
                                  frozenset(FLBackend))
-    model_id = _model(hub, s3_server, NVFLARE_FILES)
+    model_id = upload_model(hub, s3_server, NVFLARE_FILES)
     with dg.instance_for_test() as instance:
         result = train_model.execute_in_process(
-            run_config=_run_config(model_id, trusts=["Trust_1"]), resources=_resources(hub, nvflare_fl_api),
+            run_config=run_config(model_id, trusts=["Trust_1"]), resources=run_resources(hub, nvflare_fl_api),
             instance=instance, raise_on_error=False,
         )
     assert not result.success
@@ -259,14 +208,14 @@ def test_launch_without_a_free_net_fails_clearly_and_writes_nothing(
 def test_nvflare_client_validation_is_strict_and_names_missing_clients(
     database_url: str, s3_server: LocalS3, nvflare_fl_api: RunningFLApi
 ) -> None:
-    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    hub = make_hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
     with hub.session() as session:
         registry.add_trust(session, "Trust_3", "site-3")  # provisioned on the FL server, never connected
-    model_id = _model(hub, s3_server, NVFLARE_FILES)
+    model_id = upload_model(hub, s3_server, NVFLARE_FILES)
     with dg.instance_for_test() as instance:
         result = train_model.execute_in_process(
-            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_3"]),
-            resources=_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
+            run_config=run_config(model_id, trusts=["Trust_1", "Trust_3"]),
+            resources=run_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
         )
         failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
         assert failure.step_key == "validate_clients"
@@ -294,7 +243,7 @@ def test_reconcile_ends_jobs_stopped_outside_us_or_vanished(
     """FLIP #1001/#727: a submitted job with no run, whose backend run was stopped outside us or is gone."""
     from flip_pipelines_tests.fl_api.helpers import presigned_bundle, upload_request, wait_for_status
 
-    hub = _hub(database_url, s3_server, {"net-a": (nvflare_fl_api.base_url, FLBackend.NVFLARE),
+    hub = make_hub(database_url, s3_server, {"net-a": (nvflare_fl_api.base_url, FLBackend.NVFLARE),
                                           "net-b": (nvflare_fl_api.base_url.replace("127.0.0.1", "localhost"),
                                                     FLBackend.NVFLARE)})
     files = with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=50, STEP_SLEEP_SECONDS=0.2)
@@ -338,16 +287,16 @@ def test_s3_errors_permanent_fail_at_once_transient_are_retried(
 ) -> None:
     from flip_pipelines.local.processes import free_port
 
-    hub = _hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
-    model_id = _model(hub, s3_server, NVFLARE_FILES)
+    hub = make_hub(database_url, s3_server, {"net-1": (nvflare_fl_api.base_url, FLBackend.NVFLARE)})
+    model_id = upload_model(hub, s3_server, NVFLARE_FILES)
     endpoint = s3_server.endpoint_url if problem == "bad-credentials" else f"http://127.0.0.1:{free_port()}"
     broken = FlipS3Resource(endpoint_url=endpoint, region_name=s3_server.region, max_attempts=1,
                             aws_access_key_id=s3_server.access_key, aws_secret_access_key="not-the-secret")
     storage = FlipStorage(s3=broken, model_bucket=hub.storage.model_bucket, bundle_bucket=hub.storage.bundle_bucket,
                           results_bucket=hub.storage.results_bucket)
-    resources = {**_resources(hub, nvflare_fl_api), "storage": storage}
+    resources = {**run_resources(hub, nvflare_fl_api), "storage": storage}
     with dg.instance_for_test() as instance:
-        result = train_model.execute_in_process(run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+        result = train_model.execute_in_process(run_config=run_config(model_id, trusts=["Trust_1", "Trust_2"]),
                                                 resources=resources, instance=instance, raise_on_error=False)
     assert not result.success
     retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
@@ -375,12 +324,12 @@ def test_transient_fl_api_failures_are_retried_and_submit_once(
     with nvflare_fl_api.client() as client:
         jobs_before = {j.job_id for j in client.list_jobs()}
     with proxy.running():
-        hub = _hub(database_url, s3_server, {"net-1": (proxy.url, FLBackend.NVFLARE)})
-        model_id = _model(hub, s3_server, with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=1))
+        hub = make_hub(database_url, s3_server, {"net-1": (proxy.url, FLBackend.NVFLARE)})
+        model_id = upload_model(hub, s3_server, with_config(demo_model_files("nvflare_logreg"), GLOBAL_ROUNDS=1))
         with dg.instance_for_test() as instance:
             result = train_model.execute_in_process(
-                run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
-                resources=_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
+                run_config=run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+                resources=run_resources(hub, nvflare_fl_api), instance=instance, raise_on_error=False,
             )
     assert result.success, result.get_run_failure_event()
     retries = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
@@ -399,12 +348,12 @@ def test_transient_fl_api_failures_are_retried_and_submit_once(
 def test_an_fl_job_that_fails_on_the_server_shows_its_reason_and_the_servers_log_tail(
     database_url: str, s3_server: LocalS3, flower_fl_api: RunningFLApi
 ) -> None:
-    hub = _hub(database_url, s3_server, {"net-1": (flower_fl_api.base_url, FLBackend.FLOWER)})
-    model_id = _model(hub, s3_server, with_config(FLOWER_FILES, GLOBAL_ROUNDS=1, FAIL_ON_SITE="site-2"))
+    hub = make_hub(database_url, s3_server, {"net-1": (flower_fl_api.base_url, FLBackend.FLOWER)})
+    model_id = upload_model(hub, s3_server, with_config(FLOWER_FILES, GLOBAL_ROUNDS=1, FAIL_ON_SITE="site-2"))
     with dg.instance_for_test() as instance:
         result = train_model.execute_in_process(
-            run_config=_run_config(model_id, trusts=["Trust_1", "Trust_2"]),
-            resources=_resources(hub, flower_fl_api), instance=instance, raise_on_error=False,
+            run_config=run_config(model_id, trusts=["Trust_1", "Trust_2"]),
+            resources=run_resources(hub, flower_fl_api), instance=instance, raise_on_error=False,
         )
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     data = failure.event_specific_data.user_failure_data
