@@ -275,6 +275,9 @@ def flower_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Loc
 
 
 FLOWER_STALL_SECONDS = 15
+FLOWER_NODE_LOST_SECONDS = 2 * 30 + 15
+"""How long a SuperLink may list a gone SuperNode online: until two of its 30 s heartbeats are missed (Flower's
+fixed interval and patience), when it left without deactivating, as a SIGTERMed one now and then does."""
 
 
 @pytest.fixture(scope="session")
